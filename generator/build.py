@@ -1,0 +1,72 @@
+"""Build stage: a keras.applications MobileNet backbone with one logits head per config entry.
+
+The backbone comes from `keras.applications` with `include_top=False` and global average
+pooling; every head is a Dense layer on the shared pooled features, named `<head>_logits`.
+No softmax in the model: the host applies it. Weights are random (seeded) unless
+`model.weights` names a Keras `.weights.h5` saved from this exact architecture. There is no
+pretrained download: the tool runs offline.
+
+MobileNetV3's preprocessing layer (which expects pixels in 0..255) is left out, so every
+backbone sees `calibration.input_range`, as the report states.
+
+Rough cost at 96×96×3 with three small heads (parameters; MACs from Vela on U55-128):
+
+| backbone | alpha | parameters | MACs |
+|---|---|---|---|
+| mobilenet_v1 | 0.25 | 0.22 M | 7.5 M |
+"""
+
+from __future__ import annotations
+
+import keras
+
+from generator.config import ModelConfig
+from generator.errors import UserError
+
+_BACKBONES = {
+    "mobilenet_v1": (keras.applications.MobileNet, {}),
+    "mobilenet_v2": (keras.applications.MobileNetV2, {}),
+    "mobilenet_v3_small": (keras.applications.MobileNetV3Small, {"include_preprocessing": False}),
+    "mobilenet_v3_large": (keras.applications.MobileNetV3Large, {"include_preprocessing": False}),
+}
+
+INPUT_NAME = "image"
+
+
+def build_model(config: ModelConfig, batch_size: int | None = 1) -> keras.Model:
+    """The float model. Outputs are a dict keyed by head name, in config order.
+
+    `batch_size=1` (the default) is what is deployed: Vela needs static shapes. Training may
+    build with `None` and copy the weights across.
+    """
+    keras.utils.set_random_seed(config.seed)
+    constructor, extra = _BACKBONES[config.backbone]
+    image = keras.Input(shape=config.input_shape, batch_size=batch_size, name=INPUT_NAME)
+    backbone = constructor(
+        input_tensor=image,
+        alpha=config.alpha,
+        include_top=False,
+        weights=None,
+        pooling="avg",
+        **extra,
+    )
+    features = backbone.output
+    outputs = {
+        head.name: keras.layers.Dense(head.num_classes, name=f"{head.name}_logits")(features)
+        for head in config.heads
+    }
+    model = keras.Model(image, outputs, name=config.backbone)
+    if config.weights is not None:
+        try:
+            model.load_weights(config.weights)
+        except (ValueError, OSError) as error:
+            raise UserError(
+                f"model.weights: {config.weights} does not fit this architecture "
+                f"({first_line(error)}): save it from a model built with this exact config"
+            ) from None
+    return model
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,416 @@
+"""Load and validate a build config (YAML) completely, before any TensorFlow work starts.
+
+Relative paths in the file (and in `--set` values, which count as if written in the file)
+resolve against the folder holding the config file. `--output-dir` on the command line resolves
+against the current directory, as command-line paths do. When `output.dir` is omitted, outputs
+go to `./outputs` in the current directory.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import importlib.resources
+import math
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from generator.errors import UserError
+
+BACKBONES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+
+# Vela 5.x `--accelerator-config` choices (`vela --help`); tests check this list against Vela.
+ACCELERATORS = (
+    "ethos-u55-32",
+    "ethos-u55-64",
+    "ethos-u55-128",
+    "ethos-u55-256",
+    "ethos-u65-256",
+    "ethos-u65-512",
+    "ethos-u85-128",
+    "ethos-u85-256",
+    "ethos-u85-512",
+    "ethos-u85-1024",
+    "ethos-u85-2048",
+)
+
+# What Vela itself picks when system config and memory mode are omitted (Vela's docs).
+DEFAULT_SYSTEM = {
+    "ethos-u55": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
+    "ethos-u65": ("Ethos_U65_Client_Server", "Dedicated_Sram"),
+    "ethos-u85": ("Ethos_U85_SYS_DRAM_Mid", "Dedicated_Sram"),
+}
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+HEAD_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MIN_SIDE = 32  # keras.applications MobileNets refuse smaller inputs
+
+
+@dataclass(frozen=True)
+class Head:
+    name: str
+    num_classes: int
+    labels: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str
+    alpha: float
+    input_shape: tuple[int, int, int]
+    heads: tuple[Head, ...]
+    weights: Path | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    data: Path
+    samples: int
+    holdout: int
+    input_range: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    io_dtype: str
+    per_channel: bool
+
+
+@dataclass(frozen=True)
+class VelaTarget:
+    accelerator: str
+    system_config: str
+    memory_mode: str
+
+
+@dataclass(frozen=True)
+class VelaConfig:
+    targets: tuple[VelaTarget, ...]
+    optimise: str
+    allow_cpu_fallback: bool
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    model: ModelConfig
+    calibration: CalibrationConfig
+    quantization: QuantizationConfig
+    vela: VelaConfig
+    output_dir: Path
+    source: Path
+
+
+def load_config(path: Path, overrides: list[str] = (), output_dir: Path | None = None) -> Config:
+    """Read `path`, apply `--set KEY=VALUE` overrides and return the validated config."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} not found: pass the path of a YAML config")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}: not valid YAML{where}: fix the syntax") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: the top level must be a mapping of sections (name, model, ...)")
+    for override in overrides:
+        apply_override(raw, override)
+    config = parse_config(raw, base=path.resolve().parent, source=path)
+    if output_dir is not None:
+        config = replace(config, output_dir=Path(output_dir).resolve())
+    return config
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Set one dotted key, e.g. `model.alpha=0.5` or `vela.targets.0.accelerator=ethos-u55-64`.
+
+    The value is read as YAML, so `0.5` is a number, `[64, 64, 3]` a list and `false` a boolean.
+    """
+    key, sep, value = override.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {override!r}: expected KEY=VALUE, e.g. --set model.alpha=0.5")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise UserError(f"--set {override!r}: the value is not valid YAML") from None
+    parts = key.strip().split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            node = node[_list_index(node, part, where)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise UserError(f"--set {key}: {where} is not a section, so it has no keys")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, key)] = parsed
+    elif isinstance(node, dict):
+        node[last] = parsed
+    else:
+        raise UserError(f"--set {key}: {'.'.join(parts[:-1])} is not a section, so it has no keys")
+
+
+def _list_index(items: list, part: str, where: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise UserError(f"--set {where}: use an index from 0 to {len(items) - 1}")
+    return int(part)
+
+
+def parse_config(raw: dict, base: Path, source: Path) -> Config:
+    """Validate a config mapping; relative paths resolve against `base`."""
+    top = _Section(raw, "", ("name", "model", "calibration", "quantization", "vela", "output"))
+    name = top.get("name", str, default="default")
+    if not NAME_PATTERN.match(name):
+        raise UserError(f"name: {name!r} may only use letters, digits, '_' and '-'")
+    output = _Section(top.get("output", dict, default={}), "output", ("dir",))
+    output_dir = output.get("dir", str, default=None)
+    return Config(
+        name=name,
+        model=_parse_model(
+            _Section(top.get("model", dict, default={}), "model", _MODEL_KEYS), base
+        ),
+        calibration=_parse_calibration(top.get("calibration", dict, default={}), base),
+        quantization=_parse_quantization(top.get("quantization", dict, default={})),
+        vela=_parse_vela(top.get("vela", dict, default={})),
+        output_dir=(base / output_dir).resolve() if output_dir else Path("outputs").resolve(),
+        source=source,
+    )
+
+
+_MODEL_KEYS = ("backbone", "alpha", "input_shape", "heads", "weights", "seed")
+
+
+def _parse_model(section: _Section, base: Path) -> ModelConfig:
+    backbone = section.get("backbone", str, default="mobilenet_v1")
+    if backbone not in BACKBONES:
+        raise UserError(f"model.backbone: {backbone!r} is not one of {', '.join(BACKBONES)}")
+    alpha = section.get("alpha", float, default=0.25)
+    if not 0 < alpha <= 4:
+        raise UserError(f"model.alpha: {alpha} is out of range: use a width multiplier in (0, 4]")
+    shape = section.get("input_shape", list, default=[96, 96, 3])
+    if (
+        len(shape) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in shape)
+        or shape[2] not in (1, 3)
+        or min(shape[:2]) < MIN_SIDE
+    ):
+        raise UserError(
+            f"model.input_shape: {shape} must be [H, W, C] with H, W >= {MIN_SIDE} and C 1 or 3"
+        )
+    heads = section.get("heads", list, default=None)
+    if not heads:
+        raise UserError(
+            "model.heads: give one or more heads, e.g. [{name: object, num_classes: 4}]"
+        )
+    parsed_heads = tuple(_parse_head(h, f"model.heads[{i}]") for i, h in enumerate(heads))
+    names = [h.name for h in parsed_heads]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserError(
+            f"model.heads: head names must be unique; repeated: {', '.join(duplicates)}"
+        )
+    weights = section.get("weights", str, default=None)
+    weights_path = (base / weights).resolve() if weights else None
+    if weights_path is not None and not weights_path.is_file():
+        raise UserError(
+            f"model.weights: {weights_path} not found: give a Keras .weights.h5 file or null"
+        )
+    seed = section.get("seed", int, default=0)
+    return ModelConfig(backbone, alpha, tuple(shape), parsed_heads, weights_path, seed)
+
+
+def _parse_head(raw: Any, where: str) -> Head:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: a head is a mapping like {{name: object, num_classes: 4}}")
+    section = _Section(raw, where, ("name", "num_classes", "labels"))
+    name = section.get("name", str, default=None)
+    if name is None or not HEAD_NAME_PATTERN.match(name):
+        raise UserError(
+            f"{where}.name: give each head a name of letters, digits and '_' "
+            f"(not starting with a digit), got {name!r}"
+        )
+    labels = section.get("labels", list, default=None)
+    num_classes = section.get("num_classes", int, default=None)
+    if labels is not None:
+        labels = tuple(str(label) for label in labels)
+        if len(set(labels)) != len(labels):
+            raise UserError(f"{where}.labels: labels of head {name!r} must be unique")
+        if num_classes is not None and num_classes != len(labels):
+            raise UserError(
+                f"{where}: num_classes {num_classes} disagrees with {len(labels)} labels: "
+                "drop num_classes or fix it"
+            )
+        num_classes = len(labels)
+    if num_classes is None or num_classes < 2:
+        raise UserError(f"{where}: head {name!r} needs labels or num_classes >= 2")
+    return Head(name, num_classes, labels)
+
+
+def _parse_calibration(raw: dict, base: Path) -> CalibrationConfig:
+    section = _Section(raw, "calibration", ("data", "samples", "holdout", "input_range"))
+    data = section.get("data", str, default=None)
+    if data is None:
+        raise UserError("calibration.data: give the folder of calibration images")
+    data_path = (base / data).resolve()
+    if not data_path.is_dir():
+        raise UserError(f"calibration.data: folder {data_path} not found: point it at your images")
+    samples = section.get("samples", int, default=200)
+    holdout = section.get("holdout", int, default=50)
+    if samples < 1 or holdout < 1:
+        raise UserError("calibration.samples and calibration.holdout must be at least 1")
+    input_range = section.get("input_range", list, default=[0.0, 1.0])
+    return CalibrationConfig(data_path, samples, holdout, _parse_input_range(input_range))
+
+
+def _parse_input_range(value: list) -> tuple[float, float]:
+    """The float range pixels 0..255 map onto, checked to be exactly representable.
+
+    A uint8 input means real = scale * (pixel - zero_point) with an integer zero point, so
+    `lo + p * (hi - lo) / 255` is exact only when `-lo * 255 / (hi - lo)` is an integer in
+    0..255. `[-1, 1]` is not (zero point 127.5); `[-1, 0.9921875]` (pixel / 128 - 1) is.
+    """
+    if len(value) != 2 or not all(isinstance(v, int | float) for v in value):
+        raise UserError(f"calibration.input_range: {value} must be [lo, hi], e.g. [0.0, 1.0]")
+    lo, hi = float(value[0]), float(value[1])
+    if not lo < hi or not lo <= 0 <= hi:
+        raise UserError(
+            f"calibration.input_range: [{lo}, {hi}] must have lo < hi and include 0, "
+            "e.g. [0.0, 1.0] or [-1.0, 0.9921875]"
+        )
+    zero_point = -lo * 255 / (hi - lo)
+    if not math.isclose(zero_point, round(zero_point), abs_tol=1e-4):
+        raise UserError(
+            f"calibration.input_range: [{lo}, {hi}] puts pixel zero point at {zero_point:g}, "
+            "which uint8 cannot hold exactly: use [0.0, 1.0] or [-1.0, 0.9921875] (pixel/128 - 1)"
+        )
+    return lo, hi
+
+
+def _parse_quantization(raw: dict) -> QuantizationConfig:
+    section = _Section(raw, "quantization", ("io_dtype", "per_channel"))
+    io_dtype = section.get("io_dtype", str, default="uint8")
+    if io_dtype not in ("uint8", "int8"):
+        raise UserError(f"quantization.io_dtype: {io_dtype!r} must be uint8 or int8")
+    return QuantizationConfig(io_dtype, section.get("per_channel", bool, default=True))
+
+
+def _parse_vela(raw: dict) -> VelaConfig:
+    section = _Section(raw, "vela", ("targets", "optimise", "allow_cpu_fallback"))
+    targets_raw = section.get("targets", list, default=[{"accelerator": "ethos-u55-128"}])
+    if not targets_raw:
+        raise UserError(
+            "vela.targets: name at least one target, e.g. [{accelerator: ethos-u55-128}]"
+        )
+    systems, modes = vela_ini_sections()
+    targets = tuple(
+        _parse_target(t, f"vela.targets[{i}]", systems, modes) for i, t in enumerate(targets_raw)
+    )
+    accelerators = [t.accelerator for t in targets]
+    if len(set(accelerators)) != len(accelerators):
+        raise UserError(
+            "vela.targets: each accelerator may appear once (outputs are per accelerator)"
+        )
+    optimise = section.get("optimise", str, default="Performance")
+    if optimise not in ("Performance", "Size"):
+        raise UserError(f"vela.optimise: {optimise!r} must be Performance or Size")
+    allow_cpu = section.get("allow_cpu_fallback", bool, default=False)
+    return VelaConfig(targets, optimise, allow_cpu)
+
+
+def _parse_target(raw: Any, where: str, systems: list[str], modes: list[str]) -> VelaTarget:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: a target is a mapping like {{accelerator: ethos-u55-128}}")
+    section = _Section(raw, where, ("accelerator", "system_config", "memory_mode"))
+    accelerator = section.get("accelerator", str, default=None)
+    if accelerator not in ACCELERATORS:
+        hint = _nearest(str(accelerator), ACCELERATORS) or "ethos-u55-128"
+        raise UserError(
+            f"{where}.accelerator: unknown target {accelerator!r}: did you mean {hint!r}? "
+            f"Vela knows {', '.join(ACCELERATORS)}"
+        )
+    default_system, default_mode = DEFAULT_SYSTEM[accelerator.rsplit("-", 1)[0]]
+    system = section.get("system_config", str, default=default_system)
+    mode = section.get("memory_mode", str, default=default_mode)
+    for key, value, known in (("system_config", system, systems), ("memory_mode", mode, modes)):
+        if value not in known:
+            hint = _nearest(value, known)
+            raise UserError(
+                f"{where}.{key}: {value!r} is not in Vela's Arm/vela.ini"
+                + (f": did you mean {hint!r}?" if hint else f"; choose one of {', '.join(known)}")
+            )
+    return VelaTarget(accelerator, system, mode)
+
+
+def vela_ini_path() -> Path:
+    """Vela's built-in system configurations file (`vela --list-config-files`)."""
+    return Path(str(importlib.resources.files("ethosu") / "config_files" / "Arm" / "vela.ini"))
+
+
+def vela_ini_sections() -> tuple[list[str], list[str]]:
+    """System configs and memory modes defined in Vela's Arm/vela.ini, read without Vela."""
+    parser = configparser.ConfigParser()
+    parser.read(vela_ini_path())
+    systems = [s.split(".", 1)[1] for s in parser.sections() if s.startswith("System_Config.")]
+    modes = [s.split(".", 1)[1] for s in parser.sections() if s.startswith("Memory_Mode.")]
+    return systems, modes
+
+
+class _Section:
+    """One mapping of the config: refuses unknown keys, checks each value's type."""
+
+    def __init__(self, raw: Any, where: str, known: tuple[str, ...]):
+        if not isinstance(raw, dict):
+            raise UserError(f"{where or 'config'}: must be a mapping of keys to values")
+        for key in raw:
+            if key not in known:
+                full = f"{where}.{key}" if where else str(key)
+                hint = _nearest(str(key), known)
+                fix = f"did you mean {hint!r}?" if hint else f"known keys: {', '.join(known)}"
+                raise UserError(f"{full}: unknown key: {fix}")
+        self.raw = raw
+        self.where = where
+
+    def get(self, key: str, kind: type, default: Any) -> Any:
+        full = f"{self.where}.{key}" if self.where else key
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        wrong_bool = isinstance(value, bool) and kind is not bool
+        if wrong_bool or not isinstance(value, kind):
+            raise UserError(f"{full}: expected {_KIND_NAMES[kind]}, got {value!r}")
+        return value
+
+
+_KIND_NAMES = {
+    str: "a string",
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+}
+
+
+def _nearest(word: str, choices: tuple[str, ...] | list[str]) -> str | None:
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the current directory when it lies below it, for messages."""
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.as_posix()

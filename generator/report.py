@@ -1,0 +1,273 @@
+"""Report stage: `<name>_quantization_info.json` (schema in the README) and `<name>_report.md`.
+
+Every figure is read back from an artifact: the .tflite (tensors, quantization, operators,
+size), Vela's CSV files, or a real interpreter run. The Markdown report is rendered from the
+same dictionary as the JSON, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+
+from generator import __version__
+from generator.calibrate import CalibrationSet
+from generator.config import Config, display_path
+from generator.tflite_file import TfliteModel
+from generator.vela import VelaResult
+from generator.verify import HeadFidelity
+
+SCHEMA_VERSION = 1
+_COUNTED_DTYPES = ("uint8", "int8", "int16", "int32", "float32")
+
+
+def quantization_info(
+    config: Config,
+    parameters: int,
+    content: bytes,
+    tflite: TfliteModel,
+    calibration: CalibrationSet,
+    vela: list[VelaResult],
+    fidelity: dict[str, HeadFidelity],
+) -> dict:
+    """The facts of one build, as the JSON schema documented in the README lays them out."""
+    dtypes = tflite.dtype_counts()
+    (model_input,) = tflite.inputs
+    counts = {f"{dtype}_tensors": dtypes.get(dtype, 0) for dtype in _COUNTED_DTYPES}
+    # Any other dtype gets its own key, so the counts always add up to total_tensors.
+    counts |= {f"{d}_tensors": n for d, n in sorted(dtypes.items()) if d not in _COUNTED_DTYPES}
+    low, high = (0, 255) if model_input.dtype == "uint8" else (-128, 127)
+    info = {
+        "schema_version": SCHEMA_VERSION,
+        "name": config.name,
+        "fully_quantized": dtypes.get("float32", 0) == 0
+        and all(t.dtype in ("uint8", "int8") for t in (*tflite.inputs, *tflite.outputs)),
+        "total_tensors": len(tflite.tensors),
+        **counts,
+        "operators": tflite.operator_counts(),
+        "model": {
+            "backbone": config.model.backbone,
+            "alpha": config.model.alpha,
+            "input_shape": list(model_input.shape[1:]),
+            "parameters": parameters,
+            "tflite_bytes": len(content),
+            "sha256": hashlib.sha256(content).hexdigest(),
+        },
+        "input": {
+            "name": model_input.name,
+            "shape": list(model_input.shape),
+            "dtype": model_input.dtype,
+            "scale": model_input.scale,
+            "zero_point": model_input.zero_point,
+            "float_range": [
+                model_input.scale * (low - model_input.zero_point),
+                model_input.scale * (high - model_input.zero_point),
+            ],
+        },
+        "heads": [_head_info(head, tflite) for head in config.model.heads],
+        "calibration": {
+            "source": display_path(calibration.source),
+            "images_found": calibration.images_found,
+            "images_skipped": calibration.images_skipped,
+            "samples": len(calibration.calibration),
+            "held_out": len(calibration.held_out),
+        },
+        "vela": {result.accelerator: _vela_info(result) for result in vela},
+        "fidelity": {
+            name: {
+                "agreement_top1": f.agreement_top1,
+                "sqnr_db": f.sqnr_db,
+                "max_abs_error": f.max_abs_error,
+                "images": f.images,
+            }
+            for name, f in fidelity.items()
+        },
+        "warnings": _warnings(config, calibration, vela, fidelity),
+        "versions": {
+            "generator": __version__,
+            "tensorflow": importlib.metadata.version("tensorflow-cpu"),
+            "keras": importlib.metadata.version("keras"),
+            "vela": importlib.metadata.version("ethos-u-vela"),
+            "ai_edge_litert": importlib.metadata.version("ai-edge-litert"),
+        },
+    }
+    return info
+
+
+def _head_info(head, tflite: TfliteModel) -> dict:
+    position = tflite.output_position(head.name)
+    output = tflite.outputs[position]
+    return {
+        "name": head.name,
+        "num_classes": output.shape[-1],
+        "labels": list(head.labels) if head.labels else None,
+        "output_index": position,
+        "shape": list(output.shape),
+        "dtype": output.dtype,
+        "scale": output.scale,
+        "zero_point": output.zero_point,
+    }
+
+
+def _vela_info(result: VelaResult) -> dict:
+    return {
+        "system_config": result.system_config,
+        "memory_mode": result.memory_mode,
+        "core_clock_mhz": result.core_clock_mhz,
+        "npu_operators": result.npu_operators,
+        "cpu_operators": result.cpu_operators,
+        "cpu_operator_names": list(result.cpu_operator_names),
+        "sram_kib": result.sram_kib,
+        "flash_kib": result.flash_kib,
+        "dram_kib": result.dram_kib,
+        "inference_time_ms": result.inference_time_ms,
+        "inferences_per_second": result.inferences_per_second,
+        "macs": result.macs,
+        "cycles": result.cycles,
+        "vela_tflite_bytes": result.vela_tflite_bytes,
+        "compiled_operators": result.compiled_operators,
+    }
+
+
+def _warnings(
+    config: Config,
+    calibration: CalibrationSet,
+    vela: list[VelaResult],
+    fidelity: dict[str, HeadFidelity],
+) -> list[str]:
+    warnings = []
+    constant = [name for name, f in fidelity.items() if f.constant_output]
+    if constant:
+        images = next(iter(fidelity.values())).images
+        warnings.append(
+            f"The outputs of head(s) {', '.join(constant)} are constant over the {images} "
+            "held-out images: the weights look untrained, so the agreement and SQNR figures "
+            "mean nothing. Size, memory and latency figures still hold."
+        )
+    if config.model.weights is None:
+        warnings.append(
+            "The weights are random (model.weights is not set): use this build for sizing "
+            "and latency only."
+        )
+    wanted = config.calibration.samples + config.calibration.holdout
+    used = len(calibration.calibration) + len(calibration.held_out)
+    if used < wanted:
+        warnings.append(
+            f"Only {used} usable images (asked for {config.calibration.samples} to calibrate "
+            f"and {config.calibration.holdout} to verify): calibrated on "
+            f"{len(calibration.calibration)}, verified on {len(calibration.held_out)}."
+        )
+    if calibration.images_skipped:
+        warnings.append(
+            f"{calibration.images_skipped} unreadable image file(s) in "
+            f"{display_path(calibration.source)} were skipped."
+        )
+    for result in vela:
+        if result.cpu_operators:
+            warnings.append(
+                f"{result.cpu_operators} operator(s) run on the CPU for {result.accelerator} "
+                f"({', '.join(result.cpu_operator_names)}): Vela's latency estimate leaves "
+                "their time out."
+            )
+    return warnings
+
+
+def render_markdown(info: dict) -> str:
+    """The report for a person, from the same dictionary as the JSON."""
+    model, model_input = info["model"], info["input"]
+    lines = [
+        f"# {info['name']}: quantization and Ethos-U report",
+        "",
+        f"Generated by generator {info['versions']['generator']} with TensorFlow "
+        f"{info['versions']['tensorflow']} and Vela {info['versions']['vela']}.",
+        "",
+    ]
+    if info["warnings"]:
+        lines += ["## Warnings", "", *[f"- {w}" for w in info["warnings"]], ""]
+    lines += [
+        "## Model",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| backbone | {model['backbone']} (alpha {model['alpha']}) |",
+        f"| input | {' × '.join(map(str, model['input_shape']))} |",
+        f"| parameters | {model['parameters']:,} |",
+        f"| .tflite size | {model['tflite_bytes']:,} bytes |",
+        f"| sha256 | `{model['sha256']}` |",
+        f"| fully integer | {'yes' if info['fully_quantized'] else 'NO'} |",
+        f"| tensors | {info['total_tensors']} ("
+        + ", ".join(
+            f"{key.removesuffix('_tensors')}: {value}"
+            for key, value in info.items()
+            if key.endswith("_tensors") and key != "total_tensors" and value
+        )
+        + ") |",
+        f"| operators | {', '.join(f'{k} ×{v}' for k, v in info['operators'].items())} |",
+        "",
+        "## Input",
+        "",
+        f"`{model_input['name']}`, shape {model_input['shape']}, {model_input['dtype']}, "
+        f"scale {model_input['scale']:.9g}, zero point {model_input['zero_point']}: "
+        f"integer values map onto floats {_range(model_input['float_range'])}. "
+        + (
+            "Feed raw pixel values (0..255)."
+            if model_input["dtype"] == "uint8"
+            else "Feed pixel values minus 128."
+        ),
+        "",
+        "## Heads",
+        "",
+        "Outputs carry logits; apply softmax on the host if you need probabilities. "
+        "Dequantize with `(q - zero_point) * scale`.",
+        "",
+        "| head | output index | classes | labels | dtype | scale | zero point |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for head in info["heads"]:
+        labels = ", ".join(head["labels"]) if head["labels"] else "-"
+        lines.append(
+            f"| {head['name']} | {head['output_index']} | {head['num_classes']} | {labels} | "
+            f"{head['dtype']} | {head['scale']:.6g} | {head['zero_point']} |"
+        )
+    lines += [
+        "",
+        "## Ethos-U (Vela estimates)",
+        "",
+        "| accelerator | system config | memory mode | NPU ops | CPU ops | SRAM KiB | "
+        "flash KiB | DRAM KiB | latency ms | inferences/s | MACs | cycles | compiled bytes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for accelerator, v in info["vela"].items():
+        lines.append(
+            f"| {accelerator} | {v['system_config']} ({v['core_clock_mhz']:g} MHz) | "
+            f"{v['memory_mode']} | {v['npu_operators']} | {v['cpu_operators']} | "
+            f"{v['sram_kib']:.2f} | {v['flash_kib']:.2f} | {v['dram_kib']:.2f} | "
+            f"{v['inference_time_ms']:.3f} | {v['inferences_per_second']:.1f} | "
+            f"{v['macs']:,} | {v['cycles']:,} | {v['vela_tflite_bytes']:,} |"
+        )
+    lines += [
+        "",
+        "SRAM is Vela's figure for the tensor arena; TensorFlow Lite Micro needs a little more "
+        "for its own structures (Arm's evaluation kit adds at least 2 KiB).",
+        "",
+        "## Fidelity: float Keras vs quantized .tflite (LiteRT)",
+        "",
+        f"On {info['calibration']['held_out']} held-out images from "
+        f"`{info['calibration']['source']}` (calibrated on {info['calibration']['samples']} "
+        f"others; {info['calibration']['images_found']} image files found, "
+        f"{info['calibration']['images_skipped']} unreadable skipped).",
+        "",
+        "| head | top-1 agreement | SQNR dB | max abs error | images |",
+        "|---|---|---|---|---|",
+    ]
+    for name, f in info["fidelity"].items():
+        sqnr = "exact" if f["sqnr_db"] is None else f"{f['sqnr_db']:.1f}"
+        lines.append(
+            f"| {name} | {f['agreement_top1']:.1%} | {sqnr} | {f['max_abs_error']:.4g} | "
+            f"{f['images']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _range(values: list[float]) -> str:
+    return f"[{values[0]:.6g}, {values[1]:.6g}]"

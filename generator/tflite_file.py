@@ -1,0 +1,93 @@
+"""Read a .tflite flatbuffer back: tensors, operators, inputs, outputs and signature names.
+
+Reports are built from what this reads out of the artifact, never from the config. It uses the
+flatbuffer schema module that `ai-edge-litert` ships, so it needs no interpreter and can read
+Vela's output too (whose `ethos-u` custom operator no interpreter here can run).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from ai_edge_litert import schema_py_generated as schema
+
+_TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if k.isupper()}
+_OPERATOR_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float | None
+    zero_point: int | None
+
+
+@dataclass(frozen=True)
+class TfliteModel:
+    """The facts of one .tflite file (its main subgraph)."""
+
+    tensors: tuple[TensorInfo, ...]
+    operators: tuple[str, ...]
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    signature_outputs: dict[str, int]  # signature output name -> tensor index
+
+    def dtype_counts(self) -> Counter[str]:
+        return Counter(t.dtype for t in self.tensors)
+
+    def operator_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.operators).items()))
+
+    def output_position(self, signature_name: str) -> int:
+        """Position in the model's output list of the tensor the signature calls this name."""
+        tensor_index = self.signature_outputs[signature_name]
+        return [t.index for t in self.outputs].index(tensor_index)
+
+
+def read_tflite(content: bytes) -> TfliteModel:
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    subgraph = model.subgraphs[0]
+    tensors = tuple(_tensor_info(i, t) for i, t in enumerate(subgraph.tensors))
+    operators = tuple(
+        _operator_name(model.operatorCodes[op.opcodeIndex]) for op in subgraph.operators
+    )
+    signature_outputs = {}
+    if model.signatureDefs:
+        signature_outputs = {
+            _text(m.name): int(m.tensorIndex) for m in model.signatureDefs[0].outputs
+        }
+    return TfliteModel(
+        tensors=tensors,
+        operators=operators,
+        inputs=tuple(tensors[i] for i in subgraph.inputs),
+        outputs=tuple(tensors[i] for i in subgraph.outputs),
+        signature_outputs=signature_outputs,
+    )
+
+
+def _tensor_info(index: int, tensor: schema.TensorT) -> TensorInfo:
+    scale = zero_point = None
+    quantization = tensor.quantization
+    if quantization is not None and quantization.scale is not None and len(quantization.scale):
+        # Per-tensor activations have one scale; per-channel weights report their first.
+        scale = float(quantization.scale[0])
+        zero_point = int(quantization.zeroPoint[0])
+    shape = () if tensor.shape is None else tuple(int(d) for d in tensor.shape)
+    return TensorInfo(index, _text(tensor.name), shape, _TYPE_NAMES[tensor.type], scale, zero_point)
+
+
+def _operator_name(code: schema.OperatorCodeT) -> str:
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        return _text(code.customCode)
+    return _OPERATOR_NAMES[builtin]
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,137 @@
+"""Compile stage: Vela adapter. Compiles the integer .tflite for one Ethos-U target.
+
+Vela runs as a subprocess (`python -m ethosu.vela`), so its console output is captured rather
+than mixed into ours, and its results are read from the files it writes:
+
+- `<name>_summary_<system_config>.csv`: memory, cycles, MACs and the time estimate;
+- `<name>_per-layer.csv` (`--verbose-performance`): one row per operator as Vela counts them
+  after its graph rewrites, with the target (NPU or CPU) of each.
+
+Vela exits 0 even when operators fall back to the CPU, so fallback is read from the per-layer
+rows, never assumed. Vela's cycle estimate is only meaningful when (nearly) every operator is
+on the NPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from generator.config import VelaTarget
+from generator.errors import UserError
+from generator.tflite_file import read_tflite
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    operator: str
+    target: str
+    cycles: int
+    macs: int
+    name: str
+
+
+@dataclass(frozen=True)
+class VelaResult:
+    accelerator: str
+    system_config: str
+    memory_mode: str
+    core_clock_mhz: float
+    npu_operators: int
+    cpu_operators: int
+    cpu_operator_names: tuple[str, ...]
+    sram_kib: float
+    flash_kib: float
+    dram_kib: float
+    inference_time_ms: float
+    inferences_per_second: float
+    macs: int
+    cycles: int
+    vela_tflite_bytes: int
+    compiled_operators: dict[str, int]
+    layers: tuple[LayerRow, ...]
+    tflite_path: Path
+    summary_path: Path
+    per_layer_path: Path
+
+
+def compile_for_target(
+    tflite_path: Path, target: VelaTarget, optimise: str, output_dir: Path
+) -> VelaResult:
+    """Run Vela on `tflite_path` for `target`, writing into `output_dir`."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "ethosu.vela",
+        str(tflite_path),
+        "--accelerator-config",
+        target.accelerator,
+        "--config",
+        "Arm/vela.ini",
+        "--system-config",
+        target.system_config,
+        "--memory-mode",
+        target.memory_mode,
+        "--optimise",
+        optimise,
+        "--output-dir",
+        str(output_dir),
+        "--verbose-performance",
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        lines = (run.stderr or run.stdout).strip().splitlines()
+        raise UserError(
+            f"Vela could not compile for {target.accelerator} "
+            f"({target.system_config}, {target.memory_mode}): "
+            f"{lines[-1] if lines else 'no message'}: check the vela.targets entry"
+        )
+    stem = tflite_path.stem
+    summary_path = output_dir / f"{stem}_summary_{target.system_config}.csv"
+    per_layer_path = output_dir / f"{stem}_per-layer.csv"
+    compiled_path = output_dir / f"{stem}_vela.tflite"
+    (summary,) = _read_csv(summary_path)
+    layers = tuple(
+        LayerRow(
+            operator=row["Original Operator"],
+            target=row["Target"],
+            cycles=int(row["Op Cycles"]),
+            macs=int(row["MAC Count"]),
+            name=row["Name"],
+        )
+        for row in _read_csv(per_layer_path)
+    )
+    cpu_layers = [layer for layer in layers if layer.target != "NPU"]
+    compiled = compiled_path.read_bytes()
+    return VelaResult(
+        accelerator=target.accelerator,
+        system_config=summary["system_config"],
+        memory_mode=summary["memory_mode"],
+        core_clock_mhz=float(summary["core_clock"]) / 1e6,
+        npu_operators=len(layers) - len(cpu_layers),
+        cpu_operators=len(cpu_layers),
+        cpu_operator_names=tuple(f"{layer.operator} ({layer.name})" for layer in cpu_layers),
+        sram_kib=float(summary["sram_memory_used"]),
+        flash_kib=float(summary["off_chip_flash_memory_used"])
+        + float(summary["on_chip_flash_memory_used"]),
+        dram_kib=float(summary["dram_memory_used"]),
+        inference_time_ms=float(summary["inference_time"]) * 1000,
+        inferences_per_second=float(summary["inferences_per_second"]),
+        macs=int(float(summary["nn_macs"])),
+        cycles=int(float(summary["cycles_total"])),
+        vela_tflite_bytes=len(compiled),
+        compiled_operators=read_tflite(compiled).operator_counts(),
+        layers=layers,
+        tflite_path=compiled_path,
+        summary_path=summary_path,
+        per_layer_path=per_layer_path,
+    )
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(handle)]

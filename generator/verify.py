@@ -1,0 +1,97 @@
+"""Verify stage: compare the float Keras model with the quantized .tflite on held-out images.
+
+Both see the same uint8 pixels: the .tflite gets them as they are (minus 128 for int8 I/O), the
+Keras model gets `lo + p * (hi - lo) / 255`. Per head we measure top-1 agreement, the SQNR of
+the dequantized logits against the float ones (10·log10 of signal power over error power, in
+dB) and the largest absolute difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from generator.calibrate import pixels_to_float
+from generator.config import Head
+from generator.litert import run_tflite
+from generator.quiet import muted
+from generator.tflite_file import TfliteModel
+
+# A head is treated as constant (its weights are almost certainly untrained) when its quantized
+# output is the same integer vector for every held-out image, or its float logits move less
+# than this fraction of their size across the images.
+CONSTANT_OUTPUT_SPREAD = 1e-3
+
+
+@dataclass(frozen=True)
+class HeadFidelity:
+    agreement_top1: float
+    sqnr_db: float | None  # None when the quantized logits equal the float ones exactly
+    max_abs_error: float
+    images: int
+    constant_output: bool
+
+
+def pixels_to_model_input(pixels: np.ndarray, io_dtype: str) -> np.ndarray:
+    """What the .tflite input takes for uint8 pixels: the pixels, or pixels - 128 for int8."""
+    if io_dtype == "int8":
+        return (pixels.astype(np.int16) - 128).astype(np.int8)
+    return pixels
+
+
+def float_logits(
+    model, pixels: np.ndarray, input_range: tuple[float, float]
+) -> dict[str, np.ndarray]:
+    """The Keras model's logits per head for uint8 `pixels` (N, H, W, C)."""
+    with muted():
+        outputs = model.predict(pixels_to_float(pixels, input_range), batch_size=1, verbose=0)
+    return {name: np.asarray(values, dtype=np.float64) for name, values in outputs.items()}
+
+
+def quantized_logits(
+    content: bytes, tflite: TfliteModel, pixels: np.ndarray, heads: tuple[Head, ...]
+) -> dict[str, np.ndarray]:
+    """The .tflite's dequantized logits per head, found through the signature's output names."""
+    (model_input,) = tflite.inputs
+    raw = run_tflite(content, pixels_to_model_input(pixels, model_input.dtype))
+    logits = {}
+    for head in heads:
+        output = tflite.outputs[tflite.output_position(head.name)]
+        values = raw[output.index].astype(np.float64)
+        logits[head.name] = (values - output.zero_point) * output.scale
+    return logits
+
+
+def is_constant(expected: np.ndarray, actual: np.ndarray) -> bool:
+    """Whether a head's outputs barely depend on the image (see CONSTANT_OUTPUT_SPREAD)."""
+    quantized_constant = bool(np.all(actual == actual[0]))
+    spread = float(np.ptp(expected, axis=0).max())
+    return quantized_constant or spread <= CONSTANT_OUTPUT_SPREAD * float(np.abs(expected).max())
+
+
+def measure_fidelity(
+    model,
+    content: bytes,
+    tflite: TfliteModel,
+    heads: tuple[Head, ...],
+    pixels: np.ndarray,
+    input_range: tuple[float, float],
+) -> dict[str, HeadFidelity]:
+    expected = float_logits(model, pixels, input_range)
+    actual = quantized_logits(content, tflite, pixels, heads)
+    return {head.name: _compare(expected[head.name], actual[head.name]) for head in heads}
+
+
+def _compare(expected: np.ndarray, actual: np.ndarray) -> HeadFidelity:
+    error = actual - expected
+    noise = float(np.sum(error**2))
+    signal = float(np.sum(expected**2))
+    sqnr = None if noise == 0 else 10 * np.log10(max(signal, np.finfo(float).tiny) / noise)
+    return HeadFidelity(
+        agreement_top1=float(np.mean(expected.argmax(axis=1) == actual.argmax(axis=1))),
+        sqnr_db=None if sqnr is None else float(sqnr),
+        max_abs_error=float(np.abs(error).max()),
+        images=len(expected),
+        constant_output=is_constant(expected, actual),
+    )
