@@ -18,6 +18,9 @@ Rough cost at 96×96×3 with three small heads (parameters; MACs from Vela on U5
 
 from __future__ import annotations
 
+import warnings
+
+import h5py
 import keras
 
 from generator.config import ModelConfig
@@ -57,16 +60,45 @@ def build_model(config: ModelConfig, batch_size: int | None = 1) -> keras.Model:
     }
     model = keras.Model(image, outputs, name=config.backbone)
     if config.weights is not None:
-        try:
-            model.load_weights(config.weights)
-        except (ValueError, OSError) as error:
-            raise UserError(
-                f"model.weights: {config.weights} does not fit this architecture "
-                f"({first_line(error)}): save it from a model built with this exact config"
-            ) from None
+        _load_weights(model, config.weights)
     return model
 
 
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def _load_weights(model: keras.Model, path) -> None:
+    """Load all of `path` into `model`, or fail.
+
+    Keras only warns when parts of a weights file do not match ("layers will retain their
+    freshly-initialized weights") and silently ignores arrays the model has no place for. A
+    half-random model, or one built from another model's file, must not ship: any warning, or
+    a file holding a different number of arrays than the model has weights, fails.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+            problem = str(caught[0].message) if caught else None
+        except (ValueError, OSError) as error:
+            problem = str(error)
+    if problem is None and (stored := _count_arrays(path)) != len(model.weights):
+        problem = f"the file holds {stored} arrays, the model has {len(model.weights)}"
+    if problem is not None:
+        raise UserError(
+            f"model.weights: {path} does not fit this architecture "
+            f"({_first_line(problem)}): save it from a model built with this exact config"
+        )
+
+
+def _count_arrays(path) -> int:
+    """Arrays stored for the model's layers (a trained model's file also holds its optimizer)."""
+    arrays = []
+    with h5py.File(path, "r") as handle:
+        if "layers" in handle:
+            handle["layers"].visititems(
+                lambda _, item: arrays.append(isinstance(item, h5py.Dataset))
+            )
+    return sum(arrays)
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else "no details"

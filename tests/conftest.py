@@ -1,0 +1,122 @@
+"""Shared fixtures: small configs on the repo's real photos, and a model trained on digits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parent.parent
+PHOTOS = REPO / "representative_data"
+
+
+def small_config(tmp_path: Path, **sections) -> dict:
+    """A fast config: 32×32 input, few images, output under tmp_path. Sections override."""
+    config = {
+        "name": "small",
+        "model": {
+            "backbone": "mobilenet_v1",
+            "alpha": 0.25,
+            "input_shape": [32, 32, 3],
+            "heads": [
+                {"name": "object", "labels": ["person", "vehicle", "animal"]},
+                {"name": "light", "num_classes": 2},
+            ],
+        },
+        "calibration": {"data": str(PHOTOS), "samples": 16, "holdout": 8},
+        "vela": {"targets": [{"accelerator": "ethos-u55-128"}]},
+        "output": {"dir": str(tmp_path / "out")},
+    }
+    for key, value in sections.items():
+        config[key] = value if not isinstance(value, dict) else {**config.get(key, {}), **value}
+    return config
+
+
+def write_config(tmp_path: Path, config: dict, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def digit_images(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 handwritten digits as uint8 (N, size, size, 1), and their labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.stack(
+        [
+            np.asarray(
+                Image.fromarray((image * 255 / 16).astype(np.uint8)).resize(
+                    (size, size), Image.Resampling.BILINEAR
+                )
+            )
+            for image in digits.images
+        ]
+    )
+    return pixels[..., None], digits.target
+
+
+@pytest.fixture(scope="session")
+def digits_model_weights(tmp_path_factory) -> Path:
+    """Weights of a MobileNetV1 α0.25 32×32×1 with heads digit (10) and parity (2), trained
+    for 5 epochs on the first 1,500 digits (about 80% held-out digit accuracy)."""
+    import keras
+
+    from generator.build import build_model
+
+    pixels, labels = digit_images()
+    model = build_model(digits_model_config(), batch_size=None)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9  # short training: let the moving statistics catch up
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss={"digit": loss, "parity": loss})
+    x = pixels[:1500].astype(np.float32) / 255
+    model.fit(
+        x,
+        {"digit": labels[:1500], "parity": labels[:1500] % 2},
+        epochs=5,
+        batch_size=32,
+        verbose=0,
+    )
+    path = tmp_path_factory.mktemp("digits") / "digits.weights.h5"
+    model.save_weights(path)
+    return path
+
+
+def digits_model_config(weights: Path | None = None):
+    from generator.config import Head, ModelConfig
+
+    heads = (Head("digit", 10, None), Head("parity", 2, ("even", "odd")))
+    return ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), heads, weights, 0)
+
+
+@pytest.fixture(scope="session")
+def small_tflite():
+    """`small_tflite(backbone)`: a 32×32×3 two-head model of that backbone, quantized on the
+    repo's photos (cached for the session, as bytes)."""
+    from generator.build import build_model
+    from generator.calibrate import load_calibration_set
+    from generator.config import CalibrationConfig, Head, ModelConfig, QuantizationConfig
+    from generator.convert import convert_to_tflite
+
+    cache: dict[str, bytes] = {}
+
+    def convert(backbone: str) -> bytes:
+        if backbone not in cache:
+            heads = (Head("object", 3, None), Head("light", 2, None))
+            model = build_model(ModelConfig(backbone, 0.25, (32, 32, 3), heads, None, 0))
+            calibration = CalibrationConfig(PHOTOS, 16, 1, (0.0, 1.0))
+            images = load_calibration_set(calibration, (32, 32, 3), 0)
+            cache[backbone] = convert_to_tflite(
+                model, images.calibration, (0.0, 1.0), QuantizationConfig("uint8", True)
+            )
+        return cache[backbone]
+
+    return convert

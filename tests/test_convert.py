@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from conftest import digit_images, digits_model_config
+
+from generator.build import build_model
+from generator.config import BACKBONES, Head, ModelConfig, QuantizationConfig
+from generator.convert import convert_to_tflite
+from generator.tflite_file import read_tflite
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_every_backbone_converts_fully_integer(small_tflite, backbone):
+    tflite = read_tflite(small_tflite(backbone))
+    assert tflite.dtype_counts()["float32"] == 0
+    assert [t.dtype for t in tflite.inputs] == ["uint8"]
+    assert [t.dtype for t in tflite.outputs] == ["uint8", "uint8"]
+    internal = {t.dtype for t in tflite.tensors} - {"uint8"}
+    assert internal <= {"int8", "int32"}  # int8 activations and weights, int32 biases
+    assert set(tflite.signature_outputs) == {"object", "light"}
+
+
+def _narrow_images(count: int) -> np.ndarray:
+    """Real digits squeezed into pixel values 60..180: no image reaches black or white."""
+    pixels, _ = digit_images()
+    return (60 + pixels[:count].astype(np.float32) * 120 / 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("input_range", "io_dtype", "scale", "zero_point"),
+    [
+        ((0.0, 1.0), "uint8", 1 / 255, 0),
+        ((-1.0, 0.9921875), "uint8", 1 / 128, 128),
+        ((0.0, 1.0), "int8", 1 / 255, -128),
+        ((0.0, 255.0), "uint8", 1.0, 0),
+    ],
+)
+def test_input_means_raw_pixels_whatever_the_calibration_range(
+    input_range, io_dtype, scale, zero_point
+):
+    model = build_model(digits_model_config())
+    content = convert_to_tflite(
+        model, _narrow_images(8), input_range, QuantizationConfig(io_dtype, True)
+    )
+    (model_input,) = read_tflite(content).inputs
+    assert model_input.dtype == io_dtype
+    assert model_input.zero_point == zero_point
+    assert model_input.scale == pytest.approx(scale, rel=1e-6)
+
+
+def test_uint8_pixels_give_the_keras_result(digits_model_weights):
+    """A trained model: raw digit pixels into the .tflite agree with the float model."""
+    pixels, _ = digit_images()
+    model = build_model(digits_model_config(digits_model_weights))
+    content = convert_to_tflite(model, pixels[:100], (0.0, 1.0), QuantizationConfig("uint8", True))
+    held_out = pixels[1500:1600]
+    expected = model.predict(held_out.astype(np.float32) / 255, batch_size=1, verbose=0)
+    runner = Interpreter(model_content=content).get_signature_runner()
+    details = runner.get_output_details()
+    agreement = {"digit": 0, "parity": 0}
+    errors = []
+    for row, image in enumerate(held_out):
+        outputs = runner(image=image[None])
+        for head in agreement:
+            scale, zero_point = details[head]["quantization"]
+            logits = (outputs[head][0].astype(np.float64) - zero_point) * scale
+            agreement[head] += int(logits.argmax() == expected[head][row].argmax())
+            errors.append(np.abs(logits - expected[head][row]).max() / np.ptp(expected[head]))
+    assert agreement["digit"] >= 95 and agreement["parity"] >= 95
+    assert max(errors) < 0.1  # within 10% of the logits' range on every image
+
+
+def test_two_heads_with_equal_class_counts_keep_their_names():
+    heads = (Head("first", 3, None), Head("second", 3, None))
+    model = build_model(ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), heads, None, 0))
+    # Make the heads tell themselves apart: "first" always says class 0, "second" class 2.
+    for name, winner in (("first", 0), ("second", 2)):
+        layer = model.get_layer(f"{name}_logits")
+        kernel, bias = layer.get_weights()
+        bias[:] = -4.0
+        bias[winner] = 4.0
+        layer.set_weights([np.zeros_like(kernel), bias])
+    pixels, _ = digit_images()
+    content = convert_to_tflite(model, pixels[:8], (0.0, 1.0), QuantizationConfig("uint8", True))
+    tflite = read_tflite(content)
+    interpreter = Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels[:1])
+    interpreter.invoke()
+    outputs = interpreter.get_output_details()
+    for name, winner in (("first", 0), ("second", 2)):
+        position = tflite.output_position(name)
+        values = interpreter.get_tensor(outputs[position]["index"])[0]
+        assert values.argmax() == winner
+
+
+def test_conversion_is_byte_deterministic(small_tflite):
+    heads = (Head("object", 3, None), Head("light", 2, None))
+    model = build_model(ModelConfig("mobilenet_v1", 0.25, (32, 32, 3), heads, None, 0))
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    quantization = QuantizationConfig("uint8", True)
+    first = convert_to_tflite(model, pixels, (0.0, 1.0), quantization)
+    assert convert_to_tflite(model, pixels, (0.0, 1.0), quantization) == first
+
+
+def test_per_channel_switch():
+    model = build_model(digits_model_config())
+    pixels, _ = digit_images()
+
+    def conv_weight_scales(per_channel: bool) -> set[int]:
+        content = convert_to_tflite(
+            model, pixels[:8], (0.0, 1.0), QuantizationConfig("uint8", per_channel)
+        )
+        interpreter = Interpreter(model_content=content)
+        return {
+            len(t["quantization_parameters"]["scales"])
+            for t in interpreter.get_tensor_details()
+            if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["shape"][0] > 1
+        }
+
+    assert max(conv_weight_scales(True)) > 1
+    assert conv_weight_scales(False) == {1}
