@@ -40,5 +40,5 @@ def test_weights_file_is_loaded_and_checked(tmp_path):
     other_backbone = replace(digits_model_config(path), backbone="mobilenet_v2")
     other_head = replace(digits_model_config(path), heads=(Head("digit", 10, None),))
     for mismatch in (other_backbone, other_head):
-        with pytest.raises(UserError, match="model.weights: .* does not fit this architecture"):
+        with pytest.raises(UserError, match=r"model.weights: .* does not fit this architecture"):
             build_model(mismatch)

@@ -1,0 +1,255 @@
+"""End to end: `python -m generator build|validate` on small real models and real images."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, digit_images, small_config, write_config
+from PIL import Image
+
+from generator.cli import main
+from generator.tflite_file import read_tflite
+
+
+def run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "generator", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory):
+    """One real build of the small config, shared by the checks below."""
+    folder = tmp_path_factory.mktemp("build")
+    run = run_cli("build", str(write_config(folder, small_config(folder))))
+    assert run.returncode == 0, run.stderr
+    return folder / "out" / "small", run
+
+
+def test_build_writes_every_artifact_and_lists_it(small_build):
+    out, run = small_build
+    expected = [
+        "small.keras",
+        "small.tflite",
+        "vela/ethos-u55-128/small_vela.tflite",
+        "vela/ethos-u55-128/small_summary_Ethos_U55_High_End_Embedded.csv",
+        "vela/ethos-u55-128/small_per-layer.csv",
+        "small_quantization_info.json",
+        "small_report.md",
+    ]
+    for relative in expected:
+        assert (out / relative).is_file(), relative
+        assert relative in run.stdout
+    assert not list(out.parent.glob(".*")), "staging folders left behind"
+    # Quiet: progress lines of ours only, no TensorFlow or LiteRT log lines.
+    assert "[7/7] report" in run.stderr
+    for noise in ("W0000", "I0000", "INFO:", "WARNING:", "TensorSpec", "Traceback"):
+        assert noise not in run.stderr + run.stdout
+
+
+def test_quantization_info_is_read_back_from_the_artifacts(small_build):
+    out, _ = small_build
+    info = json.loads((out / "small_quantization_info.json").read_text())
+    content = (out / "small.tflite").read_bytes()
+    tflite = read_tflite(content)
+    assert info["schema_version"] == 1
+    assert info["fully_quantized"] is True
+    assert info["float32_tensors"] == 0
+    dtype_keys = [k for k in info if k.endswith("_tensors") and k != "total_tensors"]
+    assert sum(info[k] for k in dtype_keys) == info["total_tensors"] == len(tflite.tensors)
+    assert sum(info["operators"].values()) == len(tflite.operators)
+    assert info["model"]["tflite_bytes"] == len(content)
+    assert info["model"]["sha256"] == hashlib.sha256(content).hexdigest()
+    assert info["model"]["input_shape"] == [32, 32, 3]
+    model_input = info["input"]
+    assert (model_input["shape"], model_input["dtype"]) == ([1, 32, 32, 3], "uint8")
+    assert model_input["zero_point"] == 0
+    assert model_input["float_range"] == pytest.approx([0.0, 1.0], abs=1e-6)
+    heads = info["heads"]
+    assert [h["name"] for h in heads] == ["object", "light"]
+    assert [h["num_classes"] for h in heads] == [3, 2]
+    assert heads[0]["labels"] == ["person", "vehicle", "animal"] and heads[1]["labels"] is None
+    for head in heads:
+        output = tflite.outputs[head["output_index"]]
+        assert output.index == tflite.signature_outputs[head["name"]]
+        assert (head["scale"], head["zero_point"]) == (output.scale, output.zero_point)
+    assert info["calibration"]["samples"] == 16 and info["calibration"]["held_out"] == 8
+    assert info["calibration"]["images_found"] == 260
+    vela = info["vela"]["ethos-u55-128"]
+    assert vela["cpu_operators"] == 0 and vela["npu_operators"] > 0
+    compiled = out / "vela/ethos-u55-128/small_vela.tflite"
+    assert vela["vela_tflite_bytes"] == compiled.stat().st_size
+    summary = (out / "vela/ethos-u55-128/small_summary_Ethos_U55_High_End_Embedded.csv").read_text()
+    assert f"{vela['sram_kib']}" in summary.replace(".0,", ",")
+    assert set(info["fidelity"]) == {"object", "light"}
+    assert info["fidelity"]["object"]["images"] == 8
+    # random weights: the tool must say so in plain words
+    assert any("weights look untrained" in w for w in info["warnings"])
+    report = (out / "small_report.md").read_text()
+    for fact in ("object", "light", "ethos-u55-128", info["model"]["sha256"], "untrained"):
+        assert fact in report
+
+
+def test_same_config_gives_byte_identical_models(small_build, tmp_path):
+    out, _ = small_build
+    config = small_config(tmp_path)
+    run = run_cli("build", str(write_config(tmp_path, config)))
+    assert run.returncode == 0, run.stderr
+    again = tmp_path / "out" / "small"
+    for relative in ("small.tflite", "vela/ethos-u55-128/small_vela.tflite"):
+        assert (again / relative).read_bytes() == (out / relative).read_bytes()
+
+
+def test_set_and_output_dir_override_the_file(tmp_path):
+    config = write_config(tmp_path, small_config(tmp_path))
+    run = run_cli(
+        "build",
+        str(config),
+        "--set",
+        "model.backbone=mobilenet_v3_small",
+        "--set",
+        "model.input_shape=[40, 48, 1]",
+        "--set",
+        "name=overridden",
+        "--output-dir",
+        str(tmp_path / "elsewhere"),
+    )
+    assert run.returncode == 0, run.stderr
+    info_path = tmp_path / "elsewhere" / "overridden" / "overridden_quantization_info.json"
+    info = json.loads(info_path.read_text())
+    assert info["model"]["backbone"] == "mobilenet_v3_small"
+    assert info["input"]["shape"] == [1, 40, 48, 1]
+    assert info["vela"]["ethos-u55-128"]["cpu_operators"] == 0
+    assert not (tmp_path / "out").exists()
+
+
+def test_trained_weights_give_meaningful_fidelity(digits_model_weights, tmp_path):
+    pixels, labels = digit_images()
+    data = tmp_path / "digits"
+    data.mkdir()
+    for index in range(60):
+        Image.fromarray(pixels[1500 + index, :, :, 0]).save(
+            data / f"{labels[1500 + index]}_{index}.png"
+        )
+    config = small_config(
+        tmp_path,
+        model={
+            "input_shape": [32, 32, 1],
+            "heads": [
+                {"name": "digit", "num_classes": 10},
+                {"name": "parity", "labels": ["even", "odd"]},
+            ],
+            "weights": str(digits_model_weights),
+        },
+        calibration={"data": str(data), "samples": 30, "holdout": 30},
+    )
+    assert main(["build", str(write_config(tmp_path, config))]) == 0
+    info = json.loads((tmp_path / "out/small/small_quantization_info.json").read_text())
+    assert info["fidelity"]["digit"]["agreement_top1"] >= 0.9
+    assert info["fidelity"]["digit"]["sqnr_db"] > 15
+    assert info["warnings"] == []
+
+
+BAD_CONFIGS = {
+    "unknown key": (
+        {
+            "model": {
+                "backbone": "mobilenet_v1",
+                "heads": [{"name": "a", "num_classes": 2}],
+                "alhpa": 1,
+            }
+        },
+        "did you mean 'alpha'",
+    ),
+    "unknown target": (
+        {"vela": {"targets": [{"accelerator": "ethos-u99"}]}},
+        "vela.targets[0].accelerator",
+    ),
+    "missing data": ({"calibration": {"data": "no/such/folder"}}, "calibration.data"),
+    "bad range": ({"calibration": {"input_range": [-1, 1]}}, "calibration.input_range"),
+    "bad shape": ({"model": {"input_shape": [96, 96, 2]}}, "model.input_shape"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS)
+def test_bad_configs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, case):
+    change, fragment = BAD_CONFIGS[case]
+    config = small_config(tmp_path, **change)
+    assert main(["build", str(write_config(tmp_path, config))]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_folder_without_usable_images(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "broken.png").write_bytes(b"not a png")
+    config = small_config(tmp_path, calibration={"data": str(tmp_path / "empty")})
+    path = write_config(tmp_path, config)
+    assert main(["validate", str(path)]) == 2
+    assert "fewer than 2 readable images" in capsys.readouterr().err
+    assert main(["build", str(path)]) == 2
+    assert "0 usable image(s) (1 image files, 1 unreadable)" in capsys.readouterr().err
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_late_failure_leaves_no_half_written_output(tmp_path):
+    """Weights that do not fit fail after TensorFlow started; the previous build survives."""
+    wrong = tmp_path / "wrong.weights.h5"
+    import keras
+
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save_weights(wrong)
+    path = write_config(tmp_path, small_config(tmp_path, model={"weights": str(wrong)}))
+    previous = tmp_path / "out" / "small"
+    previous.mkdir(parents=True)
+    (previous / "small.tflite").write_bytes(b"previous build")
+    run = run_cli("build", str(path))
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].startswith("error: model.weights:")
+    assert "Traceback" not in run.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["small"]
+    assert (previous / "small.tflite").read_bytes() == b"previous build"
+    debug = run_cli("build", str(path), "--debug")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_validate_checks_without_importing_tensorflow(tmp_path):
+    path = write_config(tmp_path, small_config(tmp_path))
+    probe = (
+        "import sys; from generator.cli import main; code = main(['validate', sys.argv[1]]); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; sys.exit(code)"
+    )
+    run = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "valid" in run.stdout and "260 image files" in run.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_real_exit_code_for_a_bad_config(tmp_path):
+    path = write_config(tmp_path, small_config(tmp_path, model={"backbone": "mobilenet_v9"}))
+    run = run_cli("validate", str(path))
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "error: model.backbone: 'mobilenet_v9' is not one of mobilenet_v1, mobilenet_v2, "
+        "mobilenet_v3_small, mobilenet_v3_large"
+    ]
+
+
+def test_keras_file_loads_with_its_heads(small_build):
+    import keras
+
+    out, _ = small_build
+    model = keras.saving.load_model(out / "small.keras")
+    assert model.input_shape == (1, 32, 32, 3)
+    pixels = np.asarray(
+        Image.open(REPO / "representative_data/photos/chelsea_00.jpg").resize((32, 32))
+    )
+    outputs = model.predict(pixels[None] / np.float32(255), verbose=0)
+    assert {name: value.shape for name, value in outputs.items()} == {
+        "object": (1, 3),
+        "light": (1, 2),
+    }
