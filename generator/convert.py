@@ -1,7 +1,10 @@
 """Convert stage: TensorFlow Lite converter adapter, float Keras model -> fully integer .tflite.
 
-int8 inside, `io_dtype` at the input and every output, integer-only operators (the converter
-fails rather than leave a float operator).
+int8 inside, `io_dtype` at the input and every output, integer-only operators. The converter
+quietly keeps float operators it cannot quantize (SIN, CUMSUM, ...) even when asked for
+integer-only builtins, and raises for operators TFLite lacks altogether; either way the build
+fails with the Keras layers named, read from the tensor names (which carry the layer's name
+scope) or from the traced graph.
 
 The input's quantization must mean exactly "raw pixels in": scale `(hi - lo) / 255` and the
 zero point that maps pixel 0 to `lo`. The converter takes the input's range from the
@@ -13,13 +16,16 @@ checked after conversion.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
+from tensorflow.lite.python.convert_phase import ConverterError
 
 from generator.build import INPUT_NAME
 from generator.calibrate import pixels_to_float
 from generator.config import QuantizationConfig
+from generator.errors import UserError
 from generator.quiet import muted
 from generator.tflite_file import read_tflite
 
@@ -49,19 +55,72 @@ def convert_to_tflite(
                 sample.reshape(-1)[0], sample.reshape(-1)[-1] = input_range
             yield [sample]
 
+    concrete = function.get_concrete_function()
+    layer_names = {layer.name for layer in _all_layers(model)}
     with muted():
-        converter = tf.lite.TFLiteConverter.from_concrete_functions(
-            [function.get_concrete_function()], variables
-        )
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], variables)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = io_type
         converter.inference_output_type = io_type
         converter._experimental_disable_per_channel = not quantization.per_channel
-        content = converter.convert()
+        try:
+            content = converter.convert()
+        except ConverterError as error:
+            op_types = set(re.findall(r"'tf\.(\w+)' op", str(error)))
+            culprits = [
+                (op.type, _layer_of(op.name, layer_names))
+                for op in concrete.graph.get_operations()
+                if op.type in op_types
+            ]
+            if not culprits:
+                raise
+            raise UserError(
+                f"model: {_describe(culprits)} cannot be converted to TensorFlow Lite "
+                "integer operators: replace those layers"
+            ) from None
+    # The DEQUANTIZE operators the converter inserts only feed the float ones: name those.
+    float_operators = [
+        (op, tensor) for op, tensor in read_tflite(content).float_operators() if op != "DEQUANTIZE"
+    ]
+    if float_operators:
+        culprits = [(op, _layer_of(tensor, layer_names)) for op, tensor in float_operators]
+        raise UserError(
+            f"model: {_describe(culprits)} stay float after int8 conversion; the NPU and "
+            "integer-only firmware need integer operators: replace those layers"
+        )
     _check_io(content, input_range, quantization.io_dtype)
     return content
+
+
+def _all_layers(model) -> list:
+    """Every layer, including those inside nested models."""
+    layers = []
+    for layer in model.layers:
+        layers.append(layer)
+        if hasattr(layer, "layers"):
+            layers.extend(_all_layers(layer))
+    return layers
+
+
+def _layer_of(tensor_name: str, layer_names: set[str]) -> str:
+    """The innermost Keras layer named in a tensor's scope, e.g. 'odd' in 'model/odd_1/Sin'."""
+    found = tensor_name
+    for part in tensor_name.split("/"):
+        if part in layer_names or re.sub(r"_\d+$", "", part) in layer_names:
+            found = part if part in layer_names else re.sub(r"_\d+$", "", part)
+    return found
+
+
+def _describe(culprits: list[tuple[str, str]]) -> str:
+    """'layer 'odd' (SIN), layer 'other' (CUMSUM)', each layer once."""
+    by_layer: dict[str, set[str]] = {}
+    for op, layer in culprits:
+        by_layer.setdefault(layer, set()).add(op)
+    return ", ".join(
+        f"layer '{layer}' ({', '.join(sorted(ops))})" for layer, ops in by_layer.items()
+    )
 
 
 def input_quantization(input_range: tuple[float, float], io_dtype: str) -> tuple[float, int]:

@@ -27,11 +27,17 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class OperatorInfo:
+    name: str  # builtin operator name (CONV_2D), or the custom code (ethos-u)
+    outputs: tuple[int, ...]  # tensor indices
+
+
+@dataclass(frozen=True)
 class TfliteModel:
     """The facts of one .tflite file (its main subgraph)."""
 
     tensors: tuple[TensorInfo, ...]
-    operators: tuple[str, ...]
+    operators: tuple[OperatorInfo, ...]
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     signature_outputs: dict[str, int]  # signature output name -> tensor index
@@ -40,7 +46,16 @@ class TfliteModel:
         return Counter(t.dtype for t in self.tensors)
 
     def operator_counts(self) -> dict[str, int]:
-        return dict(sorted(Counter(self.operators).items()))
+        return dict(sorted(Counter(op.name for op in self.operators).items()))
+
+    def float_operators(self) -> list[tuple[str, str]]:
+        """(operator, output tensor name) for every operator that produces float32."""
+        return [
+            (op.name, self.tensors[index].name)
+            for op in self.operators
+            for index in op.outputs
+            if self.tensors[index].dtype == "float32"
+        ]
 
     def output_position(self, signature_name: str) -> int:
         """Position in the model's output list of the tensor the signature calls this name."""
@@ -53,7 +68,10 @@ def read_tflite(content: bytes) -> TfliteModel:
     subgraph = model.subgraphs[0]
     tensors = tuple(_tensor_info(i, t) for i, t in enumerate(subgraph.tensors))
     operators = tuple(
-        _operator_name(model.operatorCodes[op.opcodeIndex]) for op in subgraph.operators
+        OperatorInfo(
+            _operator_name(model.operatorCodes[op.opcodeIndex]), tuple(int(i) for i in op.outputs)
+        )
+        for op in subgraph.operators
     )
     signature_outputs = {}
     if model.signatureDefs:

@@ -1,11 +1,14 @@
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from conftest import digit_images, digits_model_config
 
 from generator.build import build_model
 from generator.config import BACKBONES, Head, ModelConfig, QuantizationConfig
 from generator.convert import convert_to_tflite
+from generator.errors import UserError
 from generator.tflite_file import read_tflite
 
 
@@ -120,3 +123,31 @@ def test_per_channel_switch():
 
     assert max(conv_weight_scales(True)) > 1
     assert conv_weight_scales(False) == {1}
+
+
+class _FloatOnly(keras.layers.Layer):
+    """A layer whose operator has no int8 kernel (SIN) or no TFLite kernel at all (ERFINV)."""
+
+    def __init__(self, op, **kwargs):
+        super().__init__(**kwargs)
+        self.op = op
+
+    def call(self, x):
+        return self.op(x)
+
+
+@pytest.mark.parametrize(
+    ("op", "message"),
+    [
+        (tf.math.sin, r"model: layer 'wave' \(SIN\) stay float after int8 conversion"),
+        (lambda x: tf.math.erfinv(x * 0.1), r"model: layer 'wave' \(Erfinv\) cannot be converted"),
+    ],
+)
+def test_layers_without_integer_operators_are_named(op, message):
+    image = keras.Input((32, 32, 1), batch_size=1, name="image")
+    features = _FloatOnly(op, name="wave")(keras.layers.Conv2D(4, 3, name="conv")(image))
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    model = keras.Model(image, {"a": keras.layers.Dense(2, name="a_logits")(pooled)})
+    pixels, _ = digit_images()
+    with pytest.raises(UserError, match=message):
+        convert_to_tflite(model, pixels[:4], (0.0, 1.0), QuantizationConfig("uint8", True))
