@@ -1,4 +1,5 @@
-"""Build stage: a keras.applications MobileNet backbone with one logits head per config entry.
+"""Build stage: a keras.applications MobileNet backbone with one logits head per config entry,
+or a trained Keras model of any architecture loaded from `model.path`.
 
 The backbone comes from `keras.applications` with `include_top=False` and global average
 pooling; every head is a Dense layer on the shared pooled features, named `<head>_logits`.
@@ -24,11 +25,12 @@ latency are Vela's estimates:
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import h5py
 import keras
 
-from generator.config import ModelConfig
+from generator.config import HEAD_NAME_PATTERN, Head, ModelConfig
 from generator.errors import UserError
 
 _BACKBONES = {
@@ -39,6 +41,22 @@ _BACKBONES = {
 }
 
 INPUT_NAME = "image"
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """The float model with dict outputs keyed by head name, and what it was resolved to."""
+
+    model: keras.Model
+    heads: tuple[Head, ...]
+    input_shape: tuple[int, int, int]
+
+
+def build(config: ModelConfig) -> BuiltModel:
+    """Our MobileNet for `config`, or the model file `config.path` names."""
+    if config.path is not None:
+        return load_model_file(config)
+    return BuiltModel(build_model(config), config.heads, config.input_shape)
 
 
 def build_model(config: ModelConfig, batch_size: int | None = 1) -> keras.Model:
@@ -67,6 +85,69 @@ def build_model(config: ModelConfig, batch_size: int | None = 1) -> keras.Model:
     if config.weights is not None:
         _load_weights(model, config.weights)
     return model
+
+
+def load_model_file(config: ModelConfig) -> BuiltModel:
+    """A trained `.keras` model: input shape read from it, heads are its outputs.
+
+    Heads are named from the model's output names (a dict output's keys), unless
+    `model.heads` names them, in output order. Each output must be (batch, classes) logits.
+    The model is wrapped so its outputs are a dict keyed by head name, like ours.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keras.saving.load_model(config.path, compile=False)
+    except (ValueError, TypeError, OSError) as error:
+        raise UserError(
+            f"model.path: cannot load {config.path} ({_first_line(str(error))}): custom layers "
+            "must be registered with keras.saving.register_keras_serializable"
+        ) from None
+    if len(model.inputs) != 1:
+        raise UserError(f"model.path: the model has {len(model.inputs)} inputs; it needs one image")
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or None in shape or shape[2] not in (1, 3):
+        raise UserError(
+            f"model.path: input shape {shape} must be a fixed (H, W, C) image with C 1 or 3"
+        )
+    if isinstance(model.output, dict):
+        names, outputs = list(model.output), list(model.output.values())
+    else:
+        names, outputs = list(model.output_names), list(model.outputs)
+    heads = _resolve_heads(config.heads, names, outputs)
+    named = keras.Model(
+        model.inputs, dict(zip((h.name for h in heads), outputs, strict=True)), name=model.name
+    )
+    return BuiltModel(named, heads, shape)
+
+
+def _resolve_heads(configured: tuple[Head, ...], names: list[str], outputs: list) -> tuple:
+    if configured and len(configured) != len(outputs):
+        raise UserError(
+            f"model.heads: the model has {len(outputs)} outputs ({', '.join(names)}) but "
+            f"{len(configured)} heads are named: name one head per output, in order"
+        )
+    heads = []
+    for index, output in enumerate(outputs):
+        if len(output.shape) != 2 or output.shape[-1] is None or output.shape[-1] < 2:
+            raise UserError(
+                f"model.path: output {names[index]!r} has shape {tuple(output.shape)}: each "
+                "head must give (batch, classes) logits with at least 2 classes"
+            )
+        classes = int(output.shape[-1])
+        head = configured[index] if configured else Head(names[index], None, None)
+        if not HEAD_NAME_PATTERN.match(head.name):
+            raise UserError(
+                f"model.heads: output name {head.name!r} is not a usable head name: "
+                "name the outputs in model.heads"
+            )
+        if head.num_classes not in (None, classes):
+            raise UserError(
+                f"model.heads[{index}]: {head.name!r} has {head.num_classes} classes in the "
+                f"config but the model's output {names[index]!r} has {classes}"
+            )
+        heads.append(Head(head.name, classes, head.labels))
+    return tuple(heads)
 
 
 def _load_weights(model: keras.Model, path) -> None:

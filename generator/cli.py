@@ -1,4 +1,4 @@
-"""Command line: `python -m generator build|validate CONFIG.yaml`.
+"""Command line: `python -m generator build|validate|evaluate CONFIG.yaml`, `export-digits DIR`.
 
 Parses arguments, runs the stages, prints progress to stderr and the written paths at the end.
 A user's mistake (`UserError`) becomes one line on stderr and exit code 2, with no traceback
@@ -21,14 +21,13 @@ from generator.errors import UserError
 from generator.images import find_images, select_images
 from generator.quiet import quiet_tensorflow
 
-# What `build` prints progress for: importing TensorFlow, then generator.pipeline's stages.
-STAGES = ("import", "build", "calibrate", "convert", "compile", "verify", "report")
-
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quiet_tensorflow(enabled=not args.debug)
     try:
+        if args.command == "export-digits":
+            return _export_digits(args.folder, args.folders)
         config = load_config(Path(args.config), args.set, getattr(args, "output_dir", None))
         return args.run(config)
     except UserError as error:
@@ -49,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"generator {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, run, help_text in (
-        ("build", _build, "build, quantize, compile and report"),
+        ("build", _build, "build, train, quantize, compile and report"),
         ("validate", _validate, "check the config and its images without building"),
+        ("evaluate", _evaluate, "re-run only the accuracy evaluation on an existing build"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("config", help="YAML config file")
@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _validate(config: Config) -> int:
     """Check what a build would need: the config (already parsed) and usable images."""
-    shape = config.model.input_shape
+    # A model file's input shape is only known once TensorFlow reads it: check decoding only.
+    shape = config.model.input_shape or (32, 32, 3)
     found = len(find_images(config.calibration.data))
     selection = select_images(config.calibration.data, 2, shape, config.model.seed)
     if len(selection.pixels) < 2:
@@ -78,14 +79,19 @@ def _validate(config: Config) -> int:
             f"calibration.data: {config.calibration.data} has fewer than 2 readable images "
             f"({found} image files): add PNG or JPEG images"
         )
-    heads = ", ".join(f"{h.name} ({h.num_classes})" for h in config.model.heads)
+    heads = ", ".join(f"{h.name} ({h.num_classes or 'from the file'})" for h in config.model.heads)
+    model = (
+        f"model file {display_path(config.model.path)}"
+        if config.model.path
+        else f"{config.model.backbone} alpha {config.model.alpha}, "
+        f"input {'x'.join(map(str, shape))}"
+    )
     targets = ", ".join(
         f"{t.accelerator} ({t.system_config}, {t.memory_mode})" for t in config.vela.targets
     )
     print(
         f"{config.source}: valid\n"
-        f"  model: {config.model.backbone} alpha {config.model.alpha}, "
-        f"input {'x'.join(map(str, shape))}, heads {heads}\n"
+        f"  model: {model}, heads {heads or 'named from the file'}\n"
         f"  calibration: {found} image files in {config.calibration.data}\n"
         f"  targets: {targets}\n"
         f"  output: {config.output_dir / config.name}"
@@ -100,6 +106,32 @@ def _build(config: Config) -> int:
         from generator.pipeline import run_build
     info, written = run_build(config, stage)
     print(f"done in {stage.total:.1f} s", file=sys.stderr)
+    _print_summary(info, written)
+    return 0
+
+
+def _evaluate(config: Config) -> int:
+    print(f"generator {__version__}: evaluating {config.name}", file=sys.stderr)
+    stage = _StagePrinter()
+    with stage("import", "TensorFlow"):
+        from generator.pipeline import run_evaluate
+    info, written = run_evaluate(config, stage)
+    print(f"done in {stage.total:.1f} s", file=sys.stderr)
+    _print_summary(info, written)
+    return 0
+
+
+def _export_digits(folder: Path, folders: bool) -> int:
+    from generator.digits import export_digits
+
+    manifests = export_digits(folder, folders=folders)
+    print("wrote:")
+    for path in [folder / "images", *manifests] + ([folder / "folders"] if folders else []):
+        print(f"  {display_path(path)}")
+    return 0
+
+
+def _print_summary(info: dict, written: list[Path]) -> None:
     for accelerator, vela in info["vela"].items():
         print(
             f"  {accelerator}: SRAM {vela['sram_kib']:.1f} KiB, flash {vela['flash_kib']:.1f} "
@@ -108,36 +140,51 @@ def _build(config: Config) -> int:
             "operators on the NPU",
             file=sys.stderr,
         )
+    if info.get("accuracy"):
+        for name, head in info["accuracy"]["heads"].items():
+            print(
+                f"  {name}: accuracy float {head['float_top1']:.2%}, quantized "
+                f"{head['quantized_top1']:.2%} ({head['drop_points']:+.2f} points drop) "
+                f"on {head['images']} images",
+                file=sys.stderr,
+            )
     for warning in info["warnings"]:
         print(f"  warning: {warning}", file=sys.stderr)
     print("wrote:")
     for path in written:
         print(f"  {display_path(path)}")
-    return 0
 
 
 class _StagePrinter:
-    """Prints `[i/n] stage: detail ... 1.2 s` lines to stderr and keeps the total time."""
+    """Prints `[stage] detail ... 1.2 s` lines to stderr and keeps the total time.
+
+    Notes inside a stage (training epochs) go on lines of their own, indented.
+    """
 
     def __init__(self) -> None:
         self.total = 0.0
-        self.index = 0
+        self.open_line = False
 
     @contextlib.contextmanager
     def __call__(self, name: str, detail: str) -> Iterator[None]:
-        self.index += 1
-        print(
-            f"[{self.index}/{len(STAGES)}] {name}: {detail} ...",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"[{name}] {detail} ...", end="", file=sys.stderr, flush=True)
+        self.open_line = True
         start = time.perf_counter()
         try:
             yield
         except BaseException:
-            print(" failed", file=sys.stderr)
+            self._end_line(" failed")
             raise
         elapsed = time.perf_counter() - start
         self.total += elapsed
-        print(f" {elapsed:.1f} s", file=sys.stderr, flush=True)
+        self._end_line(f" {elapsed:.1f} s")
+
+    def note(self, line: str) -> None:
+        if self.open_line:
+            print(file=sys.stderr)
+            self.open_line = False
+        print(f"    {line}", file=sys.stderr, flush=True)
+
+    def _end_line(self, text: str) -> None:
+        print(text if self.open_line else f"    done{text}", file=sys.stderr, flush=True)
+        self.open_line = False

@@ -53,18 +53,25 @@ MIN_SIDE = 32  # keras.applications MobileNets refuse smaller inputs
 @dataclass(frozen=True)
 class Head:
     name: str
-    num_classes: int
+    num_classes: int | None  # None only for a model file's head, until the file is read
     labels: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str
-    alpha: float
-    input_shape: tuple[int, int, int]
+    """Our MobileNet (`backbone`...), or a trained Keras model of any architecture (`path`).
+
+    For a model file, `backbone`, `alpha` and `weights` are None, `input_shape` is None until
+    the file is read, and `heads` may be empty (named from the model's outputs).
+    """
+
+    backbone: str | None
+    alpha: float | None
+    input_shape: tuple[int, int, int] | None
     heads: tuple[Head, ...]
     weights: Path | None
     seed: int
+    path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,32 @@ class VelaConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    flip: bool  # random horizontal flips
+    shift: float  # random shifts up to this fraction of the height and width
+    brightness: float  # random brightness change up to this fraction of the input range
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: Path
+    validation: float | Path  # a fraction of `data` held out, or a separate labelled set
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    schedule: str  # cosine | constant
+    loss_weights: dict[str, float]
+    early_stopping: int  # patience in epochs on validation loss; 0 turns it off
+    augment: AugmentConfig | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    data: Path
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     model: ModelConfig
@@ -104,6 +137,8 @@ class Config:
     vela: VelaConfig
     output_dir: Path
     source: Path
+    train: TrainConfig | None = None
+    evaluation: EvaluationConfig | None = None
 
 
 def load_config(path: Path, overrides: list[str] = (), output_dir: Path | None = None) -> Config:
@@ -168,29 +203,40 @@ def _list_index(items: list, part: str, where: str) -> int:
 
 def parse_config(raw: dict, base: Path, source: Path) -> Config:
     """Validate a config mapping; relative paths resolve against `base`."""
-    top = _Section(raw, "", ("name", "model", "calibration", "quantization", "vela", "output"))
+    top = _Section(
+        raw,
+        "",
+        ("name", "model", "train", "calibration", "quantization", "vela", "evaluation", "output"),
+    )
     name = top.get("name", str, default="default")
     if not NAME_PATTERN.match(name):
         raise UserError(f"name: {name!r} may only use letters, digits, '_' and '-'")
     output = _Section(top.get("output", dict, default={}), "output", ("dir",))
     output_dir = output.get("dir", str, default=None)
+    model = _parse_model(_Section(top.get("model", dict, default={}), "model", _MODEL_KEYS), base)
+    train = top.get("train", dict, default=None)
+    evaluation = top.get("evaluation", dict, default=None)
     return Config(
         name=name,
-        model=_parse_model(
-            _Section(top.get("model", dict, default={}), "model", _MODEL_KEYS), base
-        ),
+        model=model,
         calibration=_parse_calibration(top.get("calibration", dict, default={}), base),
         quantization=_parse_quantization(top.get("quantization", dict, default={})),
         vela=_parse_vela(top.get("vela", dict, default={})),
         output_dir=(base / output_dir).resolve() if output_dir else Path("outputs").resolve(),
         source=source,
+        train=None if train is None else _parse_train(train, model, base),
+        evaluation=None if evaluation is None else _parse_evaluation(evaluation, base),
     )
 
 
-_MODEL_KEYS = ("backbone", "alpha", "input_shape", "heads", "weights", "seed")
+_MODEL_KEYS = ("path", "backbone", "alpha", "input_shape", "heads", "weights", "seed")
+_ARCHITECTURE_KEYS = ("backbone", "alpha", "input_shape", "weights")
 
 
 def _parse_model(section: _Section, base: Path) -> ModelConfig:
+    path = section.get("path", str, default=None)
+    if path is not None:
+        return _parse_model_file(section, base / path)
     backbone = section.get("backbone", str, default="mobilenet_v1")
     if backbone not in BACKBONES:
         raise UserError(f"model.backbone: {backbone!r} is not one of {', '.join(BACKBONES)}")
@@ -213,12 +259,7 @@ def _parse_model(section: _Section, base: Path) -> ModelConfig:
             "model.heads: give one or more heads, e.g. [{name: object, num_classes: 4}]"
         )
     parsed_heads = tuple(_parse_head(h, f"model.heads[{i}]") for i, h in enumerate(heads))
-    names = [h.name for h in parsed_heads]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise UserError(
-            f"model.heads: head names must be unique; repeated: {', '.join(duplicates)}"
-        )
+    _check_unique(parsed_heads)
     weights = section.get("weights", str, default=None)
     weights_path = (base / weights).resolve() if weights else None
     if weights_path is not None and not weights_path.is_file():
@@ -229,7 +270,35 @@ def _parse_model(section: _Section, base: Path) -> ModelConfig:
     return ModelConfig(backbone, alpha, tuple(shape), parsed_heads, weights_path, seed)
 
 
-def _parse_head(raw: Any, where: str) -> Head:
+def _parse_model_file(section: _Section, path: Path) -> ModelConfig:
+    """`model.path`: the file brings its architecture, input shape and outputs."""
+    path = path.resolve()
+    if not path.is_file() or path.suffix != ".keras":
+        raise UserError(f"model.path: {path} is not a .keras file: save your model with model.save")
+    extra = [key for key in _ARCHITECTURE_KEYS if key in section.raw]
+    if extra:
+        raise UserError(
+            f"model.{extra[0]}: a model file brings its own architecture and weights: "
+            f"remove model.{extra[0]} or model.path"
+        )
+    heads = section.get("heads", list, default=[])
+    parsed = tuple(
+        _parse_head(h, f"model.heads[{i}]", needs_classes=False) for i, h in enumerate(heads)
+    )
+    _check_unique(parsed)
+    return ModelConfig(None, None, None, parsed, None, section.get("seed", int, default=0), path)
+
+
+def _check_unique(heads: tuple[Head, ...]) -> None:
+    names = [h.name for h in heads]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserError(
+            f"model.heads: head names must be unique; repeated: {', '.join(duplicates)}"
+        )
+
+
+def _parse_head(raw: Any, where: str, needs_classes: bool = True) -> Head:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: a head is a mapping like {{name: object, num_classes: 4}}")
     section = _Section(raw, where, ("name", "num_classes", "labels"))
@@ -251,9 +320,102 @@ def _parse_head(raw: Any, where: str) -> Head:
                 "drop num_classes or fix it"
             )
         num_classes = len(labels)
-    if num_classes is None or num_classes < 2:
+    if (needs_classes and num_classes is None) or (num_classes is not None and num_classes < 2):
         raise UserError(f"{where}: head {name!r} needs labels or num_classes >= 2")
     return Head(name, num_classes, labels)
+
+
+def _parse_train(raw: dict, model: ModelConfig, base: Path) -> TrainConfig:
+    section = _Section(
+        raw,
+        "train",
+        (
+            "data",
+            "validation",
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "schedule",
+            "loss_weights",
+            "early_stopping",
+            "augment",
+            "seed",
+        ),
+    )
+    data = _labelled_path(section.get("data", str, default=None), base, "train.data")
+    validation_raw = section.raw.get("validation", 0.2)
+    if isinstance(validation_raw, str):
+        validation: float | Path = _labelled_path(validation_raw, base, "train.validation")
+    else:
+        validation = section.get("validation", float, default=0.2)
+        if not 0 < validation < 1:
+            raise UserError(
+                f"train.validation: {validation} must be a fraction in (0, 1) or a labelled set"
+            )
+    epochs = section.get("epochs", int, default=30)
+    batch_size = section.get("batch_size", int, default=32)
+    learning_rate = section.get("learning_rate", float, default=0.003)
+    if epochs < 1 or batch_size < 1 or learning_rate <= 0:
+        raise UserError("train: epochs and batch_size must be >= 1, learning_rate > 0")
+    schedule = section.get("schedule", str, default="cosine")
+    if schedule not in ("cosine", "constant"):
+        raise UserError(f"train.schedule: {schedule!r} must be cosine or constant")
+    loss_weights = section.get("loss_weights", dict, default={})
+    known = {h.name for h in model.heads}
+    for head, weight in loss_weights.items():
+        if known and head not in known:
+            hint = _nearest(str(head), sorted(known))
+            raise UserError(
+                f"train.loss_weights.{head}: no such head"
+                + (f": did you mean {hint!r}?" if hint else "")
+            )
+        if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
+            raise UserError(f"train.loss_weights.{head}: {weight!r} must be a number >= 0")
+    early_stopping = section.get("early_stopping", int, default=5)
+    augment = _parse_augment(section.raw.get("augment", {}))
+    seed = section.get("seed", int, default=model.seed)
+    return TrainConfig(
+        data,
+        validation,
+        epochs,
+        batch_size,
+        learning_rate,
+        schedule,
+        {str(k): float(v) for k, v in loss_weights.items()},
+        max(0, early_stopping),
+        augment,
+        seed,
+    )
+
+
+def _parse_augment(raw: Any) -> AugmentConfig | None:
+    """`augment: false` turns augmentation off; a mapping tunes it."""
+    if raw is False or raw is None:
+        return None
+    if raw is True:
+        raw = {}
+    section = _Section(raw, "train.augment", ("flip", "shift", "brightness"))
+    shift = section.get("shift", float, default=0.1)
+    brightness = section.get("brightness", float, default=0.1)
+    if not (0 <= shift < 1 and 0 <= brightness < 1):
+        raise UserError("train.augment: shift and brightness are fractions in [0, 1)")
+    return AugmentConfig(section.get("flip", bool, default=True), shift, brightness)
+
+
+def _parse_evaluation(raw: dict, base: Path) -> EvaluationConfig:
+    section = _Section(raw, "evaluation", ("data",))
+    return EvaluationConfig(
+        _labelled_path(section.get("data", str, default=None), base, "evaluation.data")
+    )
+
+
+def _labelled_path(value: str | None, base: Path, field: str) -> Path:
+    if value is None:
+        raise UserError(f"{field}: give a labelled set: a folder <head>/<class>/ or a .csv file")
+    path = (base / value).resolve()
+    if not path.exists():
+        raise UserError(f"{field}: {path} not found: give a folder <head>/<class>/ or a .csv file")
+    return path
 
 
 def _parse_calibration(raw: dict, base: Path) -> CalibrationConfig:

@@ -1,4 +1,5 @@
-"""The build pipeline: build -> calibrate -> convert -> compile (Vela) -> verify -> report.
+"""The build pipeline: build -> [train] -> calibrate -> convert -> compile (Vela) -> verify ->
+[evaluate] -> report.
 
 Everything is written into a hidden staging folder inside `output.dir` and moved to
 `<output.dir>/<name>/` only when every stage has succeeded, so a failed or interrupted build
@@ -13,26 +14,41 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Protocol
 
-from generator.build import build_model
+from generator.build import BuiltModel, build, build_model
 from generator.calibrate import load_calibration_set
-from generator.config import Config, display_path
+from generator.config import Config, Head, display_path
 from generator.convert import convert_to_tflite
 from generator.errors import UserError
+from generator.evaluate import evaluate_accuracy
+from generator.labelled import read_labelled
 from generator.quiet import muted
-from generator.report import quantization_info, render_markdown
+from generator.report import (
+    AccuracyOutcome,
+    TrainingOutcome,
+    accuracy_info,
+    quantization_info,
+    render_markdown,
+)
 from generator.tflite_file import read_tflite
+from generator.train import split_validation, train_model
 from generator.vela import compile_for_target
 from generator.verify import measure_fidelity
 
-# Called as `with stage(name, detail):` around each stage; the CLI prints and times it.
-StageReporter = Callable[[str, str], AbstractContextManager[None]]
+
+class Stage(Protocol):
+    """Called as `with stage(name, detail):` around each stage; the CLI prints and times it.
+    `note(line)` reports progress inside a long stage (an epoch of training)."""
+
+    def __call__(self, name: str, detail: str) -> AbstractContextManager[None]: ...
+
+    def note(self, line: str) -> None: ...
 
 
-def run_build(config: Config, stage: StageReporter) -> tuple[dict, list[Path]]:
+def run_build(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     """Run every stage; return the quantization info and the paths written, in order."""
     config.output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{config.name}-", dir=config.output_dir))
@@ -47,28 +63,27 @@ def run_build(config: Config, stage: StageReporter) -> tuple[dict, list[Path]]:
     return info, [final / path.relative_to(staging) for path in written]
 
 
-def _build_into(folder: Path, config: Config, stage: StageReporter) -> tuple[dict, list[Path]]:
-    name, model_config = config.name, config.model
-    height, width, channels = model_config.input_shape
-    heads = ", ".join(h.name for h in model_config.heads)
-    with stage(
-        "build",
-        f"{model_config.backbone} alpha {model_config.alpha}, "
-        f"{height}x{width}x{channels}, heads {heads}",
-    ):
-        model = build_model(model_config)
+def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[Path]]:
+    name = config.name
+    input_range = config.calibration.input_range
+    with stage("build", _describe_model(config)):
+        built = build(config.model)
+
+    training = None
+    if config.train is not None:
+        training = _train(config, built, stage)
+
+    with stage("save", f"{name}.keras"):
         keras_path = folder / f"{name}.keras"
         with muted():
-            model.save(keras_path)
+            built.model.save(keras_path)
 
     with stage("calibrate", f"images from {display_path(config.calibration.data)}"):
-        calibration = load_calibration_set(
-            config.calibration, model_config.input_shape, model_config.seed
-        )
+        calibration = load_calibration_set(config.calibration, built.input_shape, config.model.seed)
 
     with stage("convert", f"quantizing on {len(calibration.calibration)} images"):
         content = convert_to_tflite(
-            model, calibration.calibration, config.calibration.input_range, config.quantization
+            built.model, calibration.calibration, input_range, config.quantization
         )
         tflite_path = folder / f"{name}.tflite"
         tflite_path.write_bytes(content)
@@ -92,22 +107,20 @@ def _build_into(folder: Path, config: Config, stage: StageReporter) -> tuple[dic
 
     with stage("verify", f"float vs quantized on {len(calibration.held_out)} held-out images"):
         fidelity = measure_fidelity(
-            model,
-            content,
-            tflite,
-            model_config.heads,
-            calibration.held_out,
-            config.calibration.input_range,
+            built.model, content, tflite, built.heads, calibration.held_out, input_range
         )
+
+    accuracy = None
+    if config.evaluation is not None:
+        accuracy = _evaluate(config, built, content, tflite, keras_path, stage)
 
     with stage("report", "quantization info and report"):
         info = quantization_info(
-            config, model.count_params(), content, tflite, calibration, vela_results, fidelity
+            config, built, content, tflite, calibration, vela_results, fidelity, training, accuracy
         )
         info_path = folder / f"{name}_quantization_info.json"
-        info_path.write_text(json.dumps(info, indent=2) + "\n")
         report_path = folder / f"{name}_report.md"
-        report_path.write_text(render_markdown(info))
+        _write_report(info, info_path, report_path)
 
     vela_files = [
         path
@@ -115,6 +128,117 @@ def _build_into(folder: Path, config: Config, stage: StageReporter) -> tuple[dic
         for path in (result.tflite_path, result.summary_path, result.per_layer_path)
     ]
     return info, [keras_path, tflite_path, *vela_files, info_path, report_path]
+
+
+def run_evaluate(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
+    """Re-run only the accuracy evaluation on an existing build; update its JSON and report."""
+    if config.evaluation is None:
+        raise UserError("evaluation: the config names no labelled set to evaluate on")
+    folder = config.output_dir / config.name
+    keras_path = folder / f"{config.name}.keras"
+    tflite_path = folder / f"{config.name}.tflite"
+    info_path = folder / f"{config.name}_quantization_info.json"
+    report_path = folder / f"{config.name}_report.md"
+    missing = [p for p in (keras_path, tflite_path, info_path) if not p.is_file()]
+    if missing:
+        raise UserError(
+            f"evaluate: {display_path(missing[0])} not found: run "
+            f"'python -m generator build {display_path(config.source)}' first"
+        )
+    with stage("load", display_path(folder)):
+        import keras
+
+        with muted():
+            model = keras.saving.load_model(keras_path, compile=False)
+        info = json.loads(info_path.read_text())
+        heads = tuple(
+            Head(h["name"], h["num_classes"], tuple(h["labels"]) if h["labels"] else None)
+            for h in info["heads"]
+        )
+        shape = tuple(info["model"]["input_shape"])
+        content = tflite_path.read_bytes()
+    built = BuiltModel(model, heads, shape)
+    accuracy = _evaluate(config, built, content, read_tflite(content), keras_path, stage)
+    with stage("report", "quantization info and report"):
+        info["accuracy"] = accuracy_info(accuracy)
+        _write_report(info, info_path, report_path)
+    return info, [info_path, report_path]
+
+
+def _describe_model(config: Config) -> str:
+    model = config.model
+    if model.path is not None:
+        return f"model file {display_path(model.path)}"
+    height, width, channels = model.input_shape
+    heads = ", ".join(h.name for h in model.heads)
+    return f"{model.backbone} alpha {model.alpha}, {height}x{width}x{channels}, heads {heads}"
+
+
+def _train(config: Config, built: BuiltModel, stage: Stage) -> TrainingOutcome:
+    train = config.train
+    with stage("data", f"labelled images from {display_path(train.data)}"):
+        data = read_labelled(train.data, built.heads, built.input_shape, "train.data")
+        if isinstance(train.validation, Path):
+            training = data
+            validation = read_labelled(
+                train.validation, built.heads, built.input_shape, "train.validation"
+            )
+        else:
+            training, validation = split_validation(data, train.validation, train.seed)
+    unknown = sorted(set(train.loss_weights) - {h.name for h in built.heads})
+    if unknown:
+        raise UserError(f"train.loss_weights.{unknown[0]}: the model has no head of that name")
+    detail = (
+        f"{len(training.pixels)} images, {len(validation.pixels)} for validation, "
+        f"up to {train.epochs} epochs"
+    )
+    with stage("train", detail):
+        # Our MobileNet trains with a free batch size, then its weights go to the batch-1 model.
+        trainable = built.model if config.model.path else build_model(config.model, None)
+        result = train_model(
+            trainable,
+            built.heads,
+            training,
+            validation,
+            train,
+            config.calibration.input_range,
+            lambda record: stage.note(_epoch_line(record, train.epochs)),
+        )
+        if trainable is not built.model:
+            built.model.set_weights(trainable.get_weights())
+    return TrainingOutcome(result, train.data, train.validation)
+
+
+def _epoch_line(record, epochs: int) -> str:
+    heads = ", ".join(
+        f"{name} {record.accuracy[name]:.1%}/{record.val_accuracy[name]:.1%}"
+        for name in record.accuracy
+    )
+    return (
+        f"epoch {record.epoch}/{epochs}: loss {record.loss:.3f}, val_loss {record.val_loss:.3f}; "
+        f"accuracy train/val: {heads}"
+    )
+
+
+def _evaluate(config, built, content, tflite, keras_path, stage: Stage) -> AccuracyOutcome:
+    source = config.evaluation.data
+    with stage("evaluate", f"float vs quantized accuracy on {display_path(source)}"):
+        data = read_labelled(source, built.heads, built.input_shape, "evaluation.data")
+        heads = evaluate_accuracy(
+            built.model, content, tflite, built.heads, data, config.calibration.input_range
+        )
+    return AccuracyOutcome(heads, source, keras_path.stat().st_size, len(content))
+
+
+def _write_report(info: dict, info_path: Path, report_path: Path) -> None:
+    """Write both files through temporary names, so a reader never sees half a file."""
+    for path, text in (
+        (info_path, json.dumps(info, indent=2) + "\n"),
+        (report_path, render_markdown(info)),
+    ):
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(text)
+        partial.replace(path)
 
 
 def _umask() -> int:

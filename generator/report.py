@@ -9,13 +9,34 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+from dataclasses import dataclass
+from pathlib import Path
 
 from generator import __version__
+from generator.build import BuiltModel
 from generator.calibrate import CalibrationSet
 from generator.config import Config, display_path
+from generator.evaluate import HeadAccuracy
 from generator.tflite_file import TfliteModel
+from generator.train import TrainingResult
 from generator.vela import VelaResult
 from generator.verify import HeadFidelity
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    result: TrainingResult
+    data: Path
+    validation: float | Path
+
+
+@dataclass(frozen=True)
+class AccuracyOutcome:
+    heads: dict[str, HeadAccuracy]
+    data: Path
+    keras_bytes: int
+    tflite_bytes: int
+
 
 SCHEMA_VERSION = 1
 _COUNTED_DTYPES = ("uint8", "int8", "int16", "int32", "float32")
@@ -23,12 +44,14 @@ _COUNTED_DTYPES = ("uint8", "int8", "int16", "int32", "float32")
 
 def quantization_info(
     config: Config,
-    parameters: int,
+    built: BuiltModel,
     content: bytes,
     tflite: TfliteModel,
     calibration: CalibrationSet,
     vela: list[VelaResult],
     fidelity: dict[str, HeadFidelity],
+    training: TrainingOutcome | None,
+    accuracy: AccuracyOutcome | None,
 ) -> dict:
     """The facts of one build, as the JSON schema documented in the README lays them out."""
     dtypes = tflite.dtype_counts()
@@ -46,10 +69,11 @@ def quantization_info(
         **counts,
         "operators": tflite.operator_counts(),
         "model": {
+            "source": display_path(config.model.path) if config.model.path else "generator",
             "backbone": config.model.backbone,
             "alpha": config.model.alpha,
             "input_shape": list(model_input.shape[1:]),
-            "parameters": parameters,
+            "parameters": built.model.count_params(),
             "tflite_bytes": len(content),
             "sha256": hashlib.sha256(content).hexdigest(),
         },
@@ -64,7 +88,7 @@ def quantization_info(
                 model_input.scale * (high - model_input.zero_point),
             ],
         },
-        "heads": [_head_info(head, tflite) for head in config.model.heads],
+        "heads": [_head_info(head, tflite) for head in built.heads],
         "calibration": {
             "source": display_path(calibration.source),
             "images_found": calibration.images_found,
@@ -82,7 +106,9 @@ def quantization_info(
             }
             for name, f in fidelity.items()
         },
-        "warnings": _warnings(config, calibration, vela, fidelity),
+        "training": None if training is None else _training_info(training),
+        "accuracy": None if accuracy is None else accuracy_info(accuracy),
+        "warnings": _warnings(config, calibration, vela, fidelity, trained=training is not None),
         "versions": {
             "generator": __version__,
             "tensorflow": importlib.metadata.version("tensorflow-cpu"),
@@ -92,6 +118,49 @@ def quantization_info(
         },
     }
     return info
+
+
+def _training_info(training: TrainingOutcome) -> dict:
+    result = training.result
+    validation = training.validation
+    return {
+        "data": display_path(training.data),
+        "validation": display_path(validation) if isinstance(validation, Path) else validation,
+        "train_images": result.train_images,
+        "validation_images": result.validation_images,
+        "epochs_run": len(result.epochs),
+        "best_epoch": result.best_epoch,
+        "history": [
+            {
+                "epoch": r.epoch,
+                "loss": r.loss,
+                "val_loss": r.val_loss,
+                "accuracy": r.accuracy,
+                "val_accuracy": r.val_accuracy,
+            }
+            for r in result.epochs
+        ],
+    }
+
+
+def accuracy_info(accuracy: AccuracyOutcome) -> dict:
+    return {
+        "data": display_path(accuracy.data),
+        "keras_bytes": accuracy.keras_bytes,
+        "tflite_bytes": accuracy.tflite_bytes,
+        "heads": {
+            name: {
+                "images": a.images,
+                "float_top1": a.float_top1,
+                "quantized_top1": a.quantized_top1,
+                "drop_points": a.drop_points,
+                "agreement_top1": a.agreement_top1,
+                "labels": list(a.classes),
+                "confusion_matrix": a.confusion,
+            }
+            for name, a in accuracy.heads.items()
+        },
+    }
 
 
 def _head_info(head, tflite: TfliteModel) -> dict:
@@ -134,6 +203,7 @@ def _warnings(
     calibration: CalibrationSet,
     vela: list[VelaResult],
     fidelity: dict[str, HeadFidelity],
+    trained: bool,
 ) -> list[str]:
     warnings = []
     constant = [name for name, f in fidelity.items() if f.constant_output]
@@ -144,7 +214,7 @@ def _warnings(
             "held-out images: the weights look untrained, so the agreement and SQNR figures "
             "mean nothing. Size, memory and latency figures still hold."
         )
-    if config.model.weights is None:
+    if config.model.path is None and config.model.weights is None and not trained:
         warnings.append(
             "The weights are random (model.weights is not set): use this build for sizing "
             "and latency only."
@@ -189,7 +259,9 @@ def render_markdown(info: dict) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| backbone | {model['backbone']} (alpha {model['alpha']}) |",
+        f"| model | {model['backbone']} (alpha {model['alpha']}) |"
+        if model["backbone"]
+        else f"| model | from `{model['source']}` |",
         f"| input | {' × '.join(map(str, model['input_shape']))} |",
         f"| parameters | {model['parameters']:,} |",
         f"| .tflite size | {model['tflite_bytes']:,} bytes |",
@@ -266,7 +338,83 @@ def render_markdown(info: dict) -> str:
             f"| {name} | {f['agreement_top1']:.1%} | {sqnr} | {f['max_abs_error']:.4g} | "
             f"{f['images']} |"
         )
+    if info.get("training"):
+        lines += _training_lines(info["training"])
+    if info.get("accuracy"):
+        lines += _accuracy_lines(info["accuracy"])
     return "\n".join(lines) + "\n"
+
+
+def _training_lines(training: dict) -> list[str]:
+    heads = list(training["history"][0]["accuracy"])
+    best = training["history"][training["best_epoch"] - 1]
+    lines = [
+        "",
+        "## Training",
+        "",
+        f"On {training['train_images']} images from `{training['data']}`, validated on "
+        f"{training['validation_images']} "
+        + (
+            f"held out of them ({training['validation']:.0%})."
+            if isinstance(training["validation"], float)
+            else f"from `{training['validation']}`."
+        )
+        + f" {training['epochs_run']} epochs run; the model of epoch {training['best_epoch']} "
+        f"(lowest validation loss, {best['val_loss']:.4f}) is kept.",
+        "",
+        "| epoch | loss | val loss | " + " | ".join(f"{h} val acc" for h in heads) + " |",
+        "|---|---|---|" + "---|" * len(heads),
+    ]
+    for r in training["history"]:
+        mark = " (kept)" if r["epoch"] == training["best_epoch"] else ""
+        lines.append(
+            f"| {r['epoch']}{mark} | {r['loss']:.4f} | {r['val_loss']:.4f} | "
+            + " | ".join(f"{r['val_accuracy'][h]:.1%}" for h in heads)
+            + " |"
+        )
+    return lines
+
+
+def _accuracy_lines(accuracy: dict) -> list[str]:
+    heads = accuracy["heads"]
+    names = list(heads)
+    lines = [
+        "",
+        "## Accuracy: float vs quantized",
+        "",
+        f"Top-1 accuracy on the labelled set `{accuracy['data']}` "
+        + ", ".join(f"({n}: {h['images']} images)" for n, h in heads.items())
+        + ". The quantized figures are the integer .tflite run in LiteRT; Vela's compiled model "
+        "runs the same integer operators on the NPU.",
+        "",
+        "| format | size | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+        f"| float32 Keras (.keras) | {accuracy['keras_bytes']:,} bytes | "
+        + " | ".join(f"{heads[n]['float_top1']:.2%}" for n in names)
+        + " |",
+        f"| int8 TFLite (.tflite) | {accuracy['tflite_bytes']:,} bytes | "
+        + " | ".join(f"{heads[n]['quantized_top1']:.2%}" for n in names)
+        + " |",
+        "| drop (points) | | "
+        + " | ".join(f"{heads[n]['drop_points']:+.2f}" for n in names)
+        + " |",
+        "| float/quantized top-1 agreement | | "
+        + " | ".join(f"{heads[n]['agreement_top1']:.2%}" for n in names)
+        + " |",
+    ]
+    for name, head in heads.items():
+        labels = head["labels"]
+        lines += [
+            "",
+            f"Confusion matrix of the quantized model, head `{name}` (rows: true, columns: "
+            "predicted):",
+            "",
+            "| | " + " | ".join(labels) + " |",
+            "|---|" + "---|" * len(labels),
+        ]
+        for label, row in zip(labels, head["confusion_matrix"], strict=True):
+            lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
+    return lines
 
 
 def _range(values: list[float]) -> str:
