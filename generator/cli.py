@@ -63,8 +63,15 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--debug", action="store_true", help="tracebacks and engine logs")
         command.set_defaults(run=run)
-        if name == "build":
-            command.add_argument("--output-dir", type=Path, help="write here instead of output.dir")
+        command.add_argument(
+            "--output-dir", type=Path, help="the build's output.dir, overriding the config"
+        )
+    export = commands.add_parser(
+        "export-digits", help="write scikit-learn's digits as a labelled set with three heads"
+    )
+    export.add_argument("folder", type=Path, help="where to write images/ and the CSV files")
+    export.add_argument("--folders", action="store_true", help="also the <head>/<class>/ layout")
+    export.add_argument("--debug", action="store_true", help="tracebacks")
     return parser
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parent.parent
-PHOTOS = REPO / "representative_data"
+PHOTOS = REPO / "representative_data" / "photos"
 
 
 def small_config(tmp_path: Path, **sections) -> dict:

@@ -45,7 +45,7 @@ def test_build_writes_every_artifact_and_lists_it(small_build):
         assert relative in run.stdout
     assert not list(out.parent.glob(".*")), "staging folders left behind"
     # Quiet: progress lines of ours only, no TensorFlow or LiteRT log lines.
-    assert "[7/7] report" in run.stderr
+    assert "[report]" in run.stderr
     for noise in ("W0000", "I0000", "INFO:", "WARNING:", "TensorSpec", "Traceback"):
         assert noise not in run.stderr + run.stdout
 
@@ -253,3 +253,153 @@ def test_keras_file_loads_with_its_heads(small_build):
         "object": (1, 3),
         "light": (1, 2),
     }
+
+
+def test_own_model_file_builds_with_its_heads_in_order(tmp_path):
+    import keras
+
+    image = keras.Input((32, 32, 3), name="pixels")
+    features = keras.layers.GlobalAveragePooling2D()(
+        keras.layers.Conv2D(8, 3, strides=2, activation="relu")(image)
+    )
+    model = keras.Model(
+        image,
+        [
+            keras.layers.Dense(3, name="first")(features),
+            keras.layers.Dense(3, name="second")(features),
+        ],
+    )
+    # Make the heads tell themselves apart: "first" always says class 0, "second" class 2.
+    for name, winner in (("first", 0), ("second", 2)):
+        kernel, bias = model.get_layer(name).get_weights()
+        bias[:] = -4.0
+        bias[winner] = 4.0
+        model.get_layer(name).set_weights([np.zeros_like(kernel), bias])
+    model.save(tmp_path / "own.keras")
+    config = small_config(tmp_path, model={"path": "own.keras"})
+    del config["model"]["backbone"], config["model"]["alpha"], config["model"]["input_shape"]
+    del config["model"]["heads"]
+    assert main(["build", str(write_config(tmp_path, config))]) == 0
+    out = tmp_path / "out" / "small"
+    info = json.loads((out / "small_quantization_info.json").read_text())
+    assert info["model"]["source"] == "own.keras" or info["model"]["source"].endswith("own.keras")
+    assert info["model"]["backbone"] is None and info["model"]["input_shape"] == [32, 32, 3]
+    assert [h["name"] for h in info["heads"]] == ["first", "second"]
+    assert (info["input"]["dtype"], info["heads"][0]["dtype"]) == ("uint8", "uint8")
+    assert info["vela"]["ethos-u55-128"]["cpu_operators"] == 0
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(out / "small.tflite"))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(
+        interpreter.get_input_details()[0]["index"], np.zeros((1, 32, 32, 3), np.uint8)
+    )
+    interpreter.invoke()
+    outputs = interpreter.get_output_details()
+    for head, winner in zip(info["heads"], (0, 2), strict=True):
+        assert interpreter.get_tensor(outputs[head["output_index"]]["index"])[0].argmax() == winner
+
+
+def test_own_model_with_an_unsupported_layer_is_named(tmp_path, capsys):
+    import keras
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="tests")
+    class Wave(keras.layers.Layer):
+        def call(self, x):
+            return tf.math.sin(x)
+
+    image = keras.Input((32, 32, 3))
+    features = keras.layers.GlobalAveragePooling2D()(
+        Wave(name="wave")(keras.layers.Conv2D(4, 3)(image))
+    )
+    keras.Model(image, keras.layers.Dense(2, name="out")(features)).save(tmp_path / "wavy.keras")
+    config = small_config(tmp_path, model={"path": "wavy.keras"})
+    for key in ("backbone", "alpha", "input_shape", "heads"):
+        del config["model"][key]
+    assert main(["build", str(write_config(tmp_path, config))]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: model: layer 'wave' (SIN) stay float")
+    assert not any(line.startswith("Traceback") for line in lines)
+    assert not [p for p in (tmp_path / "out").iterdir()]
+
+
+def test_evaluation_in_the_json_matches_an_independent_computation(digits_model_weights, tmp_path):
+    pixels, labels = digit_images()
+    data = tmp_path / "digits"
+    data.mkdir()
+    rows = ["path,digit,parity"]
+    for index in range(1500, 1600):
+        name = f"{index}.png"
+        Image.fromarray(pixels[index, :, :, 0]).save(data / name)
+        parity = "" if index % 5 == 0 else ("odd" if labels[index] % 2 else "even")
+        rows.append(f"{name},{labels[index]},{parity}")
+    (data / "test.csv").write_text("\n".join(rows) + "\n")
+    config = small_config(
+        tmp_path,
+        model={
+            "input_shape": [32, 32, 1],
+            "heads": [
+                {"name": "digit", "num_classes": 10},
+                {"name": "parity", "labels": ["even", "odd"]},
+            ],
+            "weights": str(digits_model_weights),
+        },
+        calibration={"data": str(data), "samples": 30, "holdout": 10},
+        evaluation={"data": str(data / "test.csv")},
+    )
+    path = write_config(tmp_path, config)
+    assert main(["build", str(path)]) == 0
+    out = tmp_path / "out" / "small"
+    info = json.loads((out / "small_quantization_info.json").read_text())
+    accuracy = info["accuracy"]
+
+    import keras
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    model = keras.saving.load_model(out / "small.keras")
+    runner = Interpreter(
+        model_path=str(out / "small.tflite"),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    ).get_signature_runner()
+    images = np.stack(
+        [
+            np.asarray(
+                Image.open(data / f"{i}.png")
+                .convert("L")
+                .resize((32, 32), Image.Resampling.BILINEAR)
+            )
+            for i in range(1500, 1600)
+        ]
+    )[..., None]
+    expected = model.predict(images / np.float32(255), verbose=0)
+    for head, truth in (("digit", labels[1500:1600]), ("parity", labels[1500:1600] % 2)):
+        keep = np.array([not (head == "parity" and i % 5 == 0) for i in range(1500, 1600)])
+        quantized = np.stack([runner(image=image[None])[head][0] for image in images])
+        float_pred, quant_pred = expected[head][keep].argmax(1), quantized[keep].argmax(1)
+        figures = accuracy["heads"][head]
+        assert figures["images"] == keep.sum()
+        assert figures["float_top1"] == np.mean(float_pred == truth[keep])
+        assert figures["quantized_top1"] == np.mean(quant_pred == truth[keep])
+        assert figures["agreement_top1"] == np.mean(float_pred == quant_pred)
+        assert np.sum(figures["confusion_matrix"]) == keep.sum()
+    assert accuracy["tflite_bytes"] == (out / "small.tflite").stat().st_size
+    assert accuracy["keras_bytes"] == (out / "small.keras").stat().st_size
+    report = (out / "small_report.md").read_text()
+    assert "| int8 TFLite (.tflite) |" in report and "Confusion matrix" in report
+
+    # `evaluate` re-runs only the evaluation and lands on the same figures
+    before = (out / "small.tflite").read_bytes()
+    (out / "small_quantization_info.json").write_text(json.dumps({**info, "accuracy": None}))
+    assert main(["evaluate", str(path)]) == 0
+    again = json.loads((out / "small_quantization_info.json").read_text())
+    assert again["accuracy"] == accuracy
+    assert (out / "small.tflite").read_bytes() == before
+
+
+def test_evaluate_needs_an_existing_build(tmp_path, capsys):
+    config = small_config(
+        tmp_path, evaluation={"data": str(REPO / "representative_data/digits/test.csv")}
+    )
+    assert main(["evaluate", str(write_config(tmp_path, config))]) == 2
+    assert "run 'python -m generator build" in capsys.readouterr().err

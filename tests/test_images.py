@@ -48,4 +48,4 @@ def test_selection_is_deterministic_and_recursive():
     assert first.paths == again.paths
     assert np.array_equal(first.pixels, again.pixels)
     assert first.paths != other.paths
-    assert len(find_images(PHOTOS)) == 260  # all in photos/, found from the parent folder
+    assert len(find_images(PHOTOS.parent)) == 260 + 1797  # photos/ and digits/, recursively
