@@ -174,6 +174,16 @@ def _load_weights(model: keras.Model, path) -> None:
         )
 
 
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer, including those inside nested models."""
+    layers = []
+    for layer in model.layers:
+        layers.append(layer)
+        if hasattr(layer, "layers"):
+            layers.extend(all_layers(layer))
+    return layers
+
+
 def _count_arrays(path) -> int:
     """Arrays stored for the model's layers (a trained model's file also holds its optimizer)."""
     arrays = []

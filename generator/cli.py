@@ -107,22 +107,20 @@ def _validate(config: Config) -> int:
 
 
 def _build(config: Config) -> int:
-    print(f"generator {__version__}: building {config.name} from {config.source}", file=sys.stderr)
-    stage = _StagePrinter()
-    with stage("import", "TensorFlow"):
-        from generator.pipeline import run_build
-    info, written = run_build(config, stage)
-    print(f"done in {stage.total:.1f} s", file=sys.stderr)
-    _print_summary(info, written)
-    return 0
+    return _run_pipeline(config, "building", "run_build")
 
 
 def _evaluate(config: Config) -> int:
-    print(f"generator {__version__}: evaluating {config.name}", file=sys.stderr)
+    return _run_pipeline(config, "evaluating", "run_evaluate")
+
+
+def _run_pipeline(config: Config, verb: str, function: str) -> int:
+    """Import TensorFlow (as a timed stage of its own), then run a `generator.pipeline` entry."""
+    print(f"generator {__version__}: {verb} {config.name} from {config.source}", file=sys.stderr)
     stage = _StagePrinter()
     with stage("import", "TensorFlow"):
-        from generator.pipeline import run_evaluate
-    info, written = run_evaluate(config, stage)
+        import generator.pipeline
+    info, written = getattr(generator.pipeline, function)(config, stage)
     print(f"done in {stage.total:.1f} s", file=sys.stderr)
     _print_summary(info, written)
     return 0

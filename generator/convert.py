@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import numpy as np
 from tensorflow.lite.python.convert_phase import ConverterError
 
-from generator.build import INPUT_NAME
+from generator.build import INPUT_NAME, all_layers
 from generator.calibrate import pixels_to_float
 from generator.config import QuantizationConfig
 from generator.errors import UserError
@@ -56,7 +56,7 @@ def convert_to_tflite(
             yield [sample]
 
     concrete = function.get_concrete_function()
-    layer_names = {layer.name for layer in _all_layers(model)}
+    layer_names = {layer.name for layer in all_layers(model)}
     with muted():
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], variables)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -92,16 +92,6 @@ def convert_to_tflite(
         )
     _check_io(content, input_range, quantization.io_dtype)
     return content
-
-
-def _all_layers(model) -> list:
-    """Every layer, including those inside nested models."""
-    layers = []
-    for layer in model.layers:
-        layers.append(layer)
-        if hasattr(layer, "layers"):
-            layers.extend(_all_layers(layer))
-    return layers
 
 
 def _layer_of(tensor_name: str, layer_names: set[str]) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from generator.build import all_layers
 from generator.calibrate import pixels_to_float
 from generator.config import Head, TrainConfig
 from generator.labelled import LabelledImages
@@ -108,7 +109,7 @@ def train_model(
     """Train `model` (dict outputs keyed by head name) in place; return the epoch history."""
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = min(layer.momentum, BATCHNORM_MOMENTUM)
     steps = int(np.ceil(len(training.pixels) / config.batch_size))
@@ -140,15 +141,6 @@ def train_model(
     records = tuple(history.records)
     best = min(records, key=lambda r: r.val_loss)
     return TrainingResult(records, best.epoch, len(training.pixels), len(validation.pixels))
-
-
-def _all_layers(model) -> list:
-    layers = []
-    for layer in model.layers:
-        layers.append(layer)
-        if hasattr(layer, "layers"):
-            layers.extend(_all_layers(layer))
-    return layers
 
 
 def _arrays(data: LabelledImages, heads, input_range) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -14,6 +14,31 @@ from generator.cli import main
 from generator.tflite_file import read_tflite
 
 
+def write_digits(folder, rows: range, parity_every: int = 0) -> None:
+    """Digits `rows` as PNGs in `folder`, with a labels.csv (`path,digit,parity`); with
+    `parity_every`, every such row has no parity label."""
+    pixels, labels = digit_images()
+    folder.mkdir()
+    lines = ["path,digit,parity"]
+    for index in rows:
+        Image.fromarray(pixels[index, :, :, 0]).save(folder / f"{index}.png")
+        missing = parity_every and index % parity_every == 0
+        parity = "" if missing else ("odd" if labels[index] % 2 else "even")
+        lines.append(f"{index}.png,{labels[index]},{parity}")
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+def digits_config(tmp_path, weights, data, holdout: int, **sections) -> dict:
+    """The small config for the trained digits model, calibrated on `data`."""
+    heads = [{"name": "digit", "num_classes": 10}, {"name": "parity", "labels": ["even", "odd"]}]
+    return small_config(
+        tmp_path,
+        model={"input_shape": [32, 32, 1], "heads": heads, "weights": str(weights)},
+        calibration={"data": str(data), "samples": 30, "holdout": holdout},
+        **sections,
+    )
+
+
 def run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "generator", *args], capture_output=True, text=True, cwd=cwd
@@ -127,25 +152,9 @@ def test_set_and_output_dir_override_the_file(tmp_path):
 
 
 def test_trained_weights_give_meaningful_fidelity(digits_model_weights, tmp_path):
-    pixels, labels = digit_images()
     data = tmp_path / "digits"
-    data.mkdir()
-    for index in range(60):
-        Image.fromarray(pixels[1500 + index, :, :, 0]).save(
-            data / f"{labels[1500 + index]}_{index}.png"
-        )
-    config = small_config(
-        tmp_path,
-        model={
-            "input_shape": [32, 32, 1],
-            "heads": [
-                {"name": "digit", "num_classes": 10},
-                {"name": "parity", "labels": ["even", "odd"]},
-            ],
-            "weights": str(digits_model_weights),
-        },
-        calibration={"data": str(data), "samples": 30, "holdout": 30},
-    )
+    write_digits(data, range(1500, 1560))
+    config = digits_config(tmp_path, digits_model_weights, data, holdout=30)
     assert main(["build", str(write_config(tmp_path, config))]) == 0
     info = json.loads((tmp_path / "out/small/small_quantization_info.json").read_text())
     assert info["fidelity"]["digit"]["agreement_top1"] >= 0.9
@@ -325,29 +334,11 @@ def test_own_model_with_an_unsupported_layer_is_named(tmp_path, capsys):
 
 
 def test_evaluation_in_the_json_matches_an_independent_computation(digits_model_weights, tmp_path):
-    pixels, labels = digit_images()
+    _, labels = digit_images()
     data = tmp_path / "digits"
-    data.mkdir()
-    rows = ["path,digit,parity"]
-    for index in range(1500, 1600):
-        name = f"{index}.png"
-        Image.fromarray(pixels[index, :, :, 0]).save(data / name)
-        parity = "" if index % 5 == 0 else ("odd" if labels[index] % 2 else "even")
-        rows.append(f"{name},{labels[index]},{parity}")
-    (data / "test.csv").write_text("\n".join(rows) + "\n")
-    config = small_config(
-        tmp_path,
-        model={
-            "input_shape": [32, 32, 1],
-            "heads": [
-                {"name": "digit", "num_classes": 10},
-                {"name": "parity", "labels": ["even", "odd"]},
-            ],
-            "weights": str(digits_model_weights),
-        },
-        calibration={"data": str(data), "samples": 30, "holdout": 10},
-        evaluation={"data": str(data / "test.csv")},
-    )
+    write_digits(data, range(1500, 1600), parity_every=5)
+    evaluation = {"data": str(data / "labels.csv")}
+    config = digits_config(tmp_path, digits_model_weights, data, holdout=10, evaluation=evaluation)
     path = write_config(tmp_path, config)
     assert main(["build", str(path)]) == 0
     out = tmp_path / "out" / "small"
