@@ -19,6 +19,7 @@ from generator import __version__
 from generator.config import Config, display_path, load_config
 from generator.errors import UserError
 from generator.images import find_images, select_images
+from generator.labelled import read_labelled
 from generator.quiet import quiet_tensorflow
 
 
@@ -100,10 +101,36 @@ def _validate(config: Config) -> int:
         f"{config.source}: valid\n"
         f"  model: {model}, heads {heads or 'named from the file'}\n"
         f"  calibration: {found} image files in {config.calibration.data}\n"
-        f"  targets: {targets}\n"
+        + "".join(f"  {line}\n" for line in _check_labelled_sets(config))
+        + f"  targets: {targets}\n"
         f"  output: {config.output_dir / config.name}"
     )
     return 0
+
+
+def _check_labelled_sets(config: Config) -> list[str]:
+    """Read the training, validation and evaluation sets as a build would, and describe them.
+
+    A model file's heads are only known once TensorFlow reads it, so those wait for the build.
+    """
+    if config.model.path is not None:
+        return []
+    sets = []
+    if config.train is not None:
+        sets.append(("train.data", config.train.data))
+        if isinstance(config.train.validation, Path):
+            sets.append(("train.validation", config.train.validation))
+    if config.evaluation is not None:
+        sets.append(("evaluation.data", config.evaluation.data))
+    lines = []
+    for field, source in sets:
+        data = read_labelled(source, config.model.heads, config.model.input_shape, field)
+        labelled = ", ".join(
+            f"{head.name} {int((data.labels[:, i] >= 0).sum())}"
+            for i, head in enumerate(config.model.heads)
+        )
+        lines.append(f"{field}: {len(data.pixels)} images in {display_path(source)} ({labelled})")
+    return lines
 
 
 def _build(config: Config) -> int:

@@ -394,3 +394,24 @@ def test_evaluate_needs_an_existing_build(tmp_path, capsys):
     )
     assert main(["evaluate", str(write_config(tmp_path, config))]) == 2
     assert "run 'python -m generator build" in capsys.readouterr().err
+
+
+def test_validate_reads_the_labelled_sets(tmp_path, capsys):
+    digits = REPO / "representative_data" / "digits"
+    heads = [
+        {"name": "digit", "num_classes": 10},
+        {"name": "parity", "labels": ["even", "odd"]},
+        {"name": "high", "labels": ["low", "high"]},
+    ]
+    config = small_config(
+        tmp_path,
+        model={"input_shape": [32, 32, 1], "heads": heads},
+        train={"data": str(digits / "train.csv")},
+        evaluation={"data": str(digits / "test.csv")},
+    )
+    path = write_config(tmp_path, config)
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "train.data: 1438 images" in out and "evaluation.data: 359 images" in out
+    assert main(["validate", str(path), "--set", "model.heads.2.labels=[small, big]"]) == 2
+    assert "labels ['small', 'big'] in the config" in capsys.readouterr().err
