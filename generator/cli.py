@@ -17,7 +17,7 @@ from pathlib import Path
 
 from generator import __version__
 from generator.config import Config, display_path, load_config
-from generator.errors import UserError
+from generator.errors import UserError, VerificationError
 from generator.images import find_images, select_images
 from generator.labelled import read_labelled
 from generator.quiet import quiet_tensorflow
@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except VerificationError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"verification failed: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130

@@ -34,9 +34,10 @@ from generator.report import (
     render_markdown,
 )
 from generator.tflite_file import read_tflite
+from generator.tflm import minimum_arena
 from generator.train import split_validation, train_model
 from generator.vela import compile_for_target
-from generator.verify import measure_fidelity
+from generator.verify import pixels_to_model_input, verify
 
 
 class Stage(Protocol):
@@ -105,10 +106,15 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
                     "vela.allow_cpu_fallback: true to accept that, or change the model"
                 )
 
-    with stage("verify", f"float vs quantized on {len(calibration.held_out)} held-out images"):
-        fidelity = measure_fidelity(
+    images = len(calibration.held_out)
+    with stage("verify", f"float vs quantized, TFLite Micro vs LiteRT, on {images} images"):
+        verification = verify(
             built.model, content, tflite, built.heads, calibration.held_out, input_range
         )
+
+    with stage("arena", "smallest TFLite Micro tensor arena"):
+        model_input = pixels_to_model_input(calibration.held_out[:1], tflite.inputs[0].dtype)
+        arena = minimum_arena(content, model_input[0])
 
     accuracy = None
     if config.evaluation is not None:
@@ -116,7 +122,16 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
 
     with stage("report", "quantization info and report"):
         info = quantization_info(
-            config, built, content, tflite, calibration, vela_results, fidelity, training, accuracy
+            config,
+            built,
+            content,
+            tflite,
+            calibration,
+            vela_results,
+            verification,
+            arena,
+            training,
+            accuracy,
         )
         info_path = folder / f"{name}_quantization_info.json"
         report_path = folder / f"{name}_report.md"

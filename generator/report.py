@@ -18,9 +18,10 @@ from generator.calibrate import CalibrationSet
 from generator.config import Config, display_path
 from generator.evaluate import HeadAccuracy
 from generator.tflite_file import TfliteModel
+from generator.tflm import NPU_ARENA_MARGIN_BYTES, npu_arena_bytes
 from generator.train import TrainingResult
 from generator.vela import VelaResult
-from generator.verify import HeadFidelity
+from generator.verify import HeadFidelity, Verification
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,13 @@ def quantization_info(
     tflite: TfliteModel,
     calibration: CalibrationSet,
     vela: list[VelaResult],
-    fidelity: dict[str, HeadFidelity],
+    verification: Verification,
+    arena_bytes: int,
     training: TrainingOutcome | None,
     accuracy: AccuracyOutcome | None,
 ) -> dict:
     """The facts of one build, as the JSON schema documented in the README lays them out."""
+    fidelity = verification.fidelity
     dtypes = tflite.dtype_counts()
     (model_input,) = tflite.inputs
     counts = {f"{dtype}_tensors": dtypes.get(dtype, 0) for dtype in _COUNTED_DTYPES}
@@ -105,6 +108,23 @@ def quantization_info(
                 "images": f.images,
             }
             for name, f in fidelity.items()
+        },
+        "tflm": {
+            "images": next(iter(fidelity.values())).images,
+            "max_step_difference": verification.reference_steps,
+            "arena_bytes": arena_bytes,
+            "arena_basis": "measured: the smallest arena in which TFLite Micro allocated and ran "
+            "the .tflite, on a 64-bit host (an upper bound for a 32-bit Cortex-M)",
+            "targets": {
+                result.accelerator: {
+                    "vela_sram_kib": result.sram_kib,
+                    "margin_bytes": NPU_ARENA_MARGIN_BYTES,
+                    "arena_bytes": npu_arena_bytes(result.sram_kib),
+                    "basis": "Vela's SRAM figure plus the documented 2 KiB TFLite Micro margin "
+                    "(not measured: the NPU model cannot run on this host)",
+                }
+                for result in vela
+            },
         },
         "training": None if training is None else _training_info(training),
         "accuracy": None if accuracy is None else accuracy_info(accuracy),
@@ -195,7 +215,24 @@ def _vela_info(result: VelaResult) -> dict:
         "cycles": result.cycles,
         "vela_tflite_bytes": result.vela_tflite_bytes,
         "compiled_operators": result.compiled_operators,
+        "layers": _layers_info(result),
     }
+
+
+def _layers_info(result: VelaResult) -> list[dict]:
+    """Vela's per-layer rows; `share` is of the summed per-layer cycles."""
+    total = sum(layer.cycles for layer in result.layers) or 1
+    return [
+        {
+            "operator": layer.operator,
+            "target": layer.target,
+            "cycles": layer.cycles,
+            "share": layer.cycles / total,
+            "macs": layer.macs,
+            "name": layer.name,
+        }
+        for layer in result.layers
+    ]
 
 
 def _warnings(
@@ -321,6 +358,10 @@ def render_markdown(info: dict) -> str:
         "",
         "SRAM is Vela's figure for the tensor arena; TensorFlow Lite Micro needs a little more "
         "for its own structures (Arm's evaluation kit adds at least 2 KiB).",
+    ]
+    for accelerator, v in info["vela"].items():
+        lines += _layer_lines(accelerator, v["layers"])
+    lines += [
         "",
         "## Fidelity: float Keras vs quantized .tflite (LiteRT)",
         "",
@@ -338,11 +379,56 @@ def render_markdown(info: dict) -> str:
             f"| {name} | {f['agreement_top1']:.1%} | {sqnr} | {f['max_abs_error']:.4g} | "
             f"{f['images']} |"
         )
+    lines += _tflm_lines(info["tflm"])
     if info.get("training"):
         lines += _training_lines(info["training"])
     if info.get("accuracy"):
         lines += _accuracy_lines(info["accuracy"])
     return "\n".join(lines) + "\n"
+
+
+def _tflm_lines(tflm: dict) -> list[str]:
+    steps = ", ".join(f"{name} {step}" for name, step in tflm["max_step_difference"].items())
+    lines = [
+        "",
+        "## TensorFlow Lite Micro",
+        "",
+        f"The .tflite in TFLite Micro's reference interpreter against LiteRT on {tflm['images']} "
+        f"images, largest difference in quantization steps per head: {steps} (at most 1 passes).",
+        "",
+        "| model | tensor arena to reserve | basis |",
+        "|---|---|---|",
+        f"| .tflite on a Cortex-M without NPU | {tflm['arena_bytes']:,} bytes | "
+        f"{tflm['arena_basis']} |",
+    ]
+    for accelerator, target in tflm["targets"].items():
+        lines.append(
+            f"| Vela model for {accelerator} | {target['arena_bytes']:,} bytes | "
+            f"{target['basis']} |"
+        )
+    return lines
+
+
+def _layer_lines(accelerator: str, layers: list[dict]) -> list[str]:
+    """Vela's per-layer estimate, most expensive first being easy to spot by the share column."""
+    top = sorted(layers, key=lambda layer: layer["cycles"], reverse=True)[:3]
+    lines = [
+        "",
+        f"### Per layer, {accelerator}",
+        "",
+        "Most cycles: "
+        + "; ".join(f"{layer['name']} ({layer['share']:.1%})" for layer in top)
+        + ". Fused activations show as rows of their own with 0 cycles.",
+        "",
+        "| # | operator | target | cycles | share | MACs | layer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for index, layer in enumerate(layers, start=1):
+        lines.append(
+            f"| {index} | {layer['operator']} | {layer['target']} | {layer['cycles']:,} | "
+            f"{layer['share']:.1%} | {layer['macs']:,} | `{layer['name']}` |"
+        )
+    return lines
 
 
 def _training_lines(training: dict) -> list[str]:

@@ -1,9 +1,14 @@
-"""Verify stage: compare the float Keras model with the quantized .tflite on held-out images.
+"""Verify stage: compare the float Keras model with the quantized .tflite on held-out images,
+and the .tflite in LiteRT with the same file in TensorFlow Lite Micro.
 
-Both see the same uint8 pixels: the .tflite gets them as they are (minus 128 for int8 I/O), the
-Keras model gets `lo + p * (hi - lo) / 255`. Per head we measure top-1 agreement, the SQNR of
-the dequantized logits against the float ones (10·log10 of signal power over error power, in
-dB) and the largest absolute difference.
+Both models see the same uint8 pixels: the .tflite gets them as they are (minus 128 for int8
+I/O), the Keras model gets `lo + p * (hi - lo) / 255`. Per head we measure top-1 agreement, the
+SQNR of the dequantized logits against the float ones (10·log10 of signal power over error
+power, in dB) and the largest absolute difference.
+
+TensorFlow Lite Micro is what a Cortex-M runs. Its integer outputs may differ from LiteRT's by
+one quantization step (rounding in optimized kernels); a larger difference fails the build,
+because then nothing measured here would describe the board.
 """
 
 from __future__ import annotations
@@ -14,8 +19,13 @@ import numpy as np
 
 from generator.calibrate import pixels_to_float
 from generator.config import Head
+from generator.errors import VerificationError
 from generator.litert import run_tflite
 from generator.tflite_file import TfliteModel
+from generator.tflm import run_tflm
+
+# Largest difference between TFLite Micro's and LiteRT's integer outputs that still passes.
+MAX_REFERENCE_STEPS = 1
 
 # A head is treated as constant (its weights are almost certainly untrained) when its quantized
 # output is the same integer vector for every held-out image, or its float logits move less
@@ -57,18 +67,55 @@ def float_logits(
     }
 
 
+def quantized_outputs(
+    content: bytes, tflite: TfliteModel, pixels: np.ndarray, heads: tuple[Head, ...]
+) -> dict[str, np.ndarray]:
+    """The .tflite's raw integer outputs per head (LiteRT), found through the signature names."""
+    (model_input,) = tflite.inputs
+    raw = run_tflite(content, pixels_to_model_input(pixels, model_input.dtype))
+    return {
+        head.name: raw[tflite.outputs[tflite.output_position(head.name)].index] for head in heads
+    }
+
+
+def dequantize(raw: dict[str, np.ndarray], tflite: TfliteModel) -> dict[str, np.ndarray]:
+    logits = {}
+    for name, values in raw.items():
+        output = tflite.outputs[tflite.output_position(name)]
+        logits[name] = (values.astype(np.float64) - output.zero_point) * output.scale
+    return logits
+
+
 def quantized_logits(
     content: bytes, tflite: TfliteModel, pixels: np.ndarray, heads: tuple[Head, ...]
 ) -> dict[str, np.ndarray]:
-    """The .tflite's dequantized logits per head, found through the signature's output names."""
+    """The .tflite's dequantized logits per head."""
+    return dequantize(quantized_outputs(content, tflite, pixels, heads), tflite)
+
+
+def reference_steps(
+    content: bytes, tflite: TfliteModel, pixels: np.ndarray, litert: dict[str, np.ndarray]
+) -> dict[str, int]:
+    """Largest |TFLite Micro - LiteRT| per head, in quantization steps; fails past the limit."""
     (model_input,) = tflite.inputs
-    raw = run_tflite(content, pixels_to_model_input(pixels, model_input.dtype))
-    logits = {}
-    for head in heads:
-        output = tflite.outputs[tflite.output_position(head.name)]
-        values = raw[output.index].astype(np.float64)
-        logits[head.name] = (values - output.zero_point) * output.scale
-    return logits
+    micro = run_tflm(content, pixels_to_model_input(pixels, model_input.dtype), len(tflite.outputs))
+    steps = {
+        name: int(
+            np.abs(
+                micro[tflite.output_position(name)].astype(np.int32) - raw.astype(np.int32)
+            ).max()
+        )
+        for name, raw in litert.items()
+    }
+    worse = {name: step for name, step in steps.items() if step > MAX_REFERENCE_STEPS}
+    if worse:
+        raise VerificationError(
+            "TFLite Micro and LiteRT disagree by "
+            + ", ".join(f"{step} steps on head {name}" for name, step in worse.items())
+            + f" (at most {MAX_REFERENCE_STEPS} allowed): the model would not run on a "
+            "Cortex-M as measured here"
+        )
+    return steps
 
 
 def is_constant(expected: np.ndarray, actual: np.ndarray) -> bool:
@@ -78,17 +125,26 @@ def is_constant(expected: np.ndarray, actual: np.ndarray) -> bool:
     return quantized_constant or spread <= CONSTANT_OUTPUT_SPREAD * float(np.abs(expected).max())
 
 
-def measure_fidelity(
+@dataclass(frozen=True)
+class Verification:
+    fidelity: dict[str, HeadFidelity]
+    reference_steps: dict[str, int]  # TFLite Micro vs LiteRT, largest difference per head
+
+
+def verify(
     model,
     content: bytes,
     tflite: TfliteModel,
     heads: tuple[Head, ...],
     pixels: np.ndarray,
     input_range: tuple[float, float],
-) -> dict[str, HeadFidelity]:
+) -> Verification:
+    """Float vs quantized per head, and TFLite Micro vs LiteRT on the same images."""
     expected = float_logits(model, pixels, input_range)
-    actual = quantized_logits(content, tflite, pixels, heads)
-    return {head.name: _compare(expected[head.name], actual[head.name]) for head in heads}
+    raw = quantized_outputs(content, tflite, pixels, heads)
+    actual = dequantize(raw, tflite)
+    fidelity = {head.name: _compare(expected[head.name], actual[head.name]) for head in heads}
+    return Verification(fidelity, reference_steps(content, tflite, pixels, raw))
 
 
 def _compare(expected: np.ndarray, actual: np.ndarray) -> HeadFidelity:

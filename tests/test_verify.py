@@ -6,7 +6,7 @@ from generator.build import build_model
 from generator.config import QuantizationConfig
 from generator.convert import convert_to_tflite
 from generator.tflite_file import read_tflite
-from generator.verify import is_constant, measure_fidelity
+from generator.verify import is_constant, verify
 
 
 def test_fidelity_of_a_trained_model_matches_an_independent_computation(digits_model_weights):
@@ -15,9 +15,10 @@ def test_fidelity_of_a_trained_model_matches_an_independent_computation(digits_m
     pixels, _ = digit_images()
     content = convert_to_tflite(model, pixels[:100], (0.0, 1.0), QuantizationConfig("uint8", True))
     held_out = pixels[1500:1560]
-    fidelity = measure_fidelity(
-        model, content, read_tflite(content), config.heads, held_out, (0.0, 1.0)
-    )
+    verification = verify(model, content, read_tflite(content), config.heads, held_out, (0.0, 1.0))
+    fidelity = verification.fidelity
+    assert set(verification.reference_steps) == {"digit", "parity"}
+    assert max(verification.reference_steps.values()) <= 1
     digit = fidelity["digit"]
     assert digit.images == 60
     assert digit.agreement_top1 >= 0.95
