@@ -33,10 +33,9 @@ class LabelledImages:
     pixels: np.ndarray
     labels: np.ndarray
     classes: dict[str, tuple[str, ...]]
-    source: Path
 
     def subset(self, rows: np.ndarray) -> LabelledImages:
-        return LabelledImages(self.pixels[rows], self.labels[rows], self.classes, self.source)
+        return LabelledImages(self.pixels[rows], self.labels[rows], self.classes)
 
 
 def read_labelled(
@@ -59,7 +58,7 @@ def read_labelled(
             if name:
                 labels[row, column] = index[name]
     pixels = np.stack([_load(path, shape, field) for path in paths])
-    return LabelledImages(pixels, labels, classes, source)
+    return LabelledImages(pixels, labels, classes)
 
 
 def _read_manifest(

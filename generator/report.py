@@ -356,8 +356,8 @@ def render_markdown(info: dict) -> str:
         )
     lines += [
         "",
-        "SRAM is Vela's figure for the tensor arena; TensorFlow Lite Micro needs a little more "
-        "for its own structures (Arm's evaluation kit adds at least 2 KiB).",
+        "SRAM is Vela's figure for the NPU's tensor arena; the arena a firmware must reserve "
+        "is in the TensorFlow Lite Micro section below.",
     ]
     for accelerator, v in info["vela"].items():
         lines += _layer_lines(accelerator, v["layers"])

@@ -19,7 +19,7 @@ def test_accuracy_figures_match_an_independent_computation(digits_model_weights)
     labels = np.stack([digits[rows], digits[rows] % 2], axis=1)
     labels[::4, 1] = MISSING  # a quarter of the images have no parity label
     data = LabelledImages(
-        pixels[rows], labels, {"digit": tuple(map(str, range(10))), "parity": ("even", "odd")}, None
+        pixels[rows], labels, {"digit": tuple(map(str, range(10))), "parity": ("even", "odd")}
     )
     result = evaluate_accuracy(model, content, read_tflite(content), config.heads, data, (0.0, 1.0))
 

@@ -16,7 +16,7 @@ def _digits(count: int) -> LabelledImages:
     pixels, digits = digit_images()
     labels = np.stack([digits, digits % 2, (digits >= 5).astype(int)], axis=1)[:count]
     classes = {"digit": tuple(map(str, range(10))), "parity": ("0", "1"), "high": ("0", "1")}
-    return LabelledImages(pixels[:count], labels, classes, source=None)
+    return LabelledImages(pixels[:count], labels, classes)
 
 
 def _config(epochs: int, **changes) -> TrainConfig:
