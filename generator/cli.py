@@ -100,7 +100,9 @@ def _validate(config: Config) -> int:
         f"input {'x'.join(map(str, shape))}"
     )
     targets = ", ".join(
-        f"{t.accelerator} ({t.system_config}, {t.memory_mode})" for t in config.vela.targets
+        (f"{t.board.name}: " if t.board else "")
+        + f"{t.accelerator} ({t.system_config}, {t.memory_mode})"
+        for t in config.vela.targets
     )
     print(
         f"{config.source}: valid\n"
@@ -108,7 +110,7 @@ def _validate(config: Config) -> int:
         f"  calibration: {found} image files in {config.calibration.data}\n"
         + "".join(f"  {line}\n" for line in _check_labelled_sets(config))
         + f"  targets: {targets}\n"
-        f"  output: {config.output_dir / config.name}"
+        f"  output: {config.output.dir / config.name}"
     )
     return 0
 
@@ -169,12 +171,19 @@ def _export_digits(folder: Path, folders: bool) -> int:
 
 
 def _print_summary(info: dict, written: list[Path]) -> None:
-    for accelerator, vela in info["vela"].items():
+    for key, vela in info["vela"].items():
+        # The weights live in flash, or in DRAM when the system puts AXI1 on DRAM.
+        weights = (
+            f"DRAM {vela['dram_kib']:.1f}"
+            if vela["dram_kib"] and not vela["flash_kib"]
+            else f"flash {vela['flash_kib']:.1f}"
+        )
+        fit = info["boards"].get(key)
         print(
-            f"  {accelerator}: SRAM {vela['sram_kib']:.1f} KiB, flash {vela['flash_kib']:.1f} "
-            f"KiB, {vela['inference_time_ms']:.2f} ms/inference (Vela estimate), "
+            f"  {key}: SRAM {vela['sram_kib']:.1f} KiB, {weights} KiB, "
+            f"{vela['inference_time_ms']:.2f} ms/inference (Vela estimate), "
             f"{vela['npu_operators']}/{vela['npu_operators'] + vela['cpu_operators']} "
-            "operators on the NPU",
+            "operators on the NPU" + (f"; {fit['verdict']}" if fit else ""),
             file=sys.stderr,
         )
     if info.get("accuracy"):

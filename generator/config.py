@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from generator.boards import AXI_BYTES_PER_CYCLE, Board, custom_board, preset_boards
 from generator.errors import UserError
 
 BACKBONES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
@@ -93,6 +94,12 @@ class VelaTarget:
     accelerator: str
     system_config: str
     memory_mode: str
+    board: Board | None = None
+
+    @property
+    def key(self) -> str:
+        """The target's name in outputs (`vela/<key>/`) and reports: its board, or its NPU."""
+        return self.board.name if self.board else self.accelerator
 
 
 @dataclass(frozen=True)
@@ -129,13 +136,20 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    dir: Path
+    require_fit: bool  # fail the build when the model does not fit a board target
+    c_array_section: str | None  # linker section of the model arrays; None: the default
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     model: ModelConfig
     calibration: CalibrationConfig
     quantization: QuantizationConfig
     vela: VelaConfig
-    output_dir: Path
+    output: OutputConfig
     source: Path
     train: TrainConfig | None = None
     evaluation: EvaluationConfig | None = None
@@ -160,7 +174,7 @@ def load_config(path: Path, overrides: list[str] = (), output_dir: Path | None =
         apply_override(raw, override)
     config = parse_config(raw, base=path.resolve().parent, source=path)
     if output_dir is not None:
-        config = replace(config, output_dir=Path(output_dir).resolve())
+        config = replace(config, output=replace(config.output, dir=Path(output_dir).resolve()))
     return config
 
 
@@ -206,13 +220,22 @@ def parse_config(raw: dict, base: Path, source: Path) -> Config:
     top = _Section(
         raw,
         "",
-        ("name", "model", "train", "calibration", "quantization", "vela", "evaluation", "output"),
+        (
+            "name",
+            "model",
+            "train",
+            "calibration",
+            "quantization",
+            "vela",
+            "boards",
+            "evaluation",
+            "output",
+        ),
     )
     name = top.get("name", str, default="default")
     if not NAME_PATTERN.match(name):
         raise UserError(f"name: {name!r} may only use letters, digits, '_' and '-'")
-    output = _Section(top.get("output", dict, default={}), "output", ("dir",))
-    output_dir = output.get("dir", str, default=None)
+    output = _parse_output(top.get("output", dict, default={}), base)
     model = _parse_model(_Section(top.get("model", dict, default={}), "model", _MODEL_KEYS), base)
     train = top.get("train", dict, default=None)
     evaluation = top.get("evaluation", dict, default=None)
@@ -221,8 +244,8 @@ def parse_config(raw: dict, base: Path, source: Path) -> Config:
         model=model,
         calibration=_parse_calibration(top.get("calibration", dict, default={}), base),
         quantization=_parse_quantization(top.get("quantization", dict, default={})),
-        vela=_parse_vela(top.get("vela", dict, default={})),
-        output_dir=(base / output_dir).resolve() if output_dir else Path("outputs").resolve(),
+        vela=_parse_vela(top.get("vela", dict, default={}), top.get("boards", dict, default={})),
+        output=output,
         source=source,
         train=None if train is None else _parse_train(train, model, base),
         evaluation=None if evaluation is None else _parse_evaluation(evaluation, base),
@@ -466,21 +489,44 @@ def _parse_quantization(raw: dict) -> QuantizationConfig:
     return QuantizationConfig(io_dtype, section.get("per_channel", bool, default=True))
 
 
-def _parse_vela(raw: dict) -> VelaConfig:
+_SECTION_PATTERN = re.compile(r"^[A-Za-z0-9_.$]+$")
+
+
+def _parse_output(raw: dict, base: Path) -> OutputConfig:
+    section = _Section(raw, "output", ("dir", "require_fit", "c_array"))
+    output_dir = section.get("dir", str, default=None)
+    c_array = _Section(section.get("c_array", dict, default={}), "output.c_array", ("section",))
+    linker_section = c_array.get("section", str, default=None)
+    if linker_section is not None and not _SECTION_PATTERN.match(linker_section):
+        raise UserError(
+            f"output.c_array.section: {linker_section!r} is not a linker section name: "
+            "use letters, digits, '_', '.' and '$', e.g. .nn_model"
+        )
+    return OutputConfig(
+        dir=(base / output_dir).resolve() if output_dir else Path("outputs").resolve(),
+        require_fit=section.get("require_fit", bool, default=False),
+        c_array_section=linker_section,
+    )
+
+
+def _parse_vela(raw: dict, boards_raw: dict) -> VelaConfig:
     section = _Section(raw, "vela", ("targets", "optimise", "allow_cpu_fallback"))
     targets_raw = section.get("targets", list, default=[{"accelerator": "ethos-u55-128"}])
     if not targets_raw:
         raise UserError(
-            "vela.targets: name at least one target, e.g. [{accelerator: ethos-u55-128}]"
+            "vela.targets: name at least one target, e.g. [{accelerator: ethos-u55-128}] "
+            "or [{board: alif_e7_he}]"
         )
     systems, modes = vela_ini_sections()
+    boards = preset_boards() | _parse_custom_boards(boards_raw)
     targets = tuple(
-        _parse_target(t, f"vela.targets[{i}]", systems, modes) for i, t in enumerate(targets_raw)
+        _parse_target(t, f"vela.targets[{i}]", systems, modes, boards)
+        for i, t in enumerate(targets_raw)
     )
-    accelerators = [t.accelerator for t in targets]
-    if len(set(accelerators)) != len(accelerators):
+    keys = [t.key for t in targets]
+    if len(set(keys)) != len(keys):
         raise UserError(
-            "vela.targets: each accelerator may appear once (outputs are per accelerator)"
+            "vela.targets: each accelerator or board may appear once (outputs go to vela/<it>/)"
         )
     optimise = section.get("optimise", str, default="Performance")
     if optimise not in ("Performance", "Size"):
@@ -489,17 +535,34 @@ def _parse_vela(raw: dict) -> VelaConfig:
     return VelaConfig(targets, optimise, allow_cpu)
 
 
-def _parse_target(raw: Any, where: str, systems: list[str], modes: list[str]) -> VelaTarget:
+def _parse_target(
+    raw: Any, where: str, systems: list[str], modes: list[str], boards: dict[str, Board]
+) -> VelaTarget:
     if not isinstance(raw, dict):
-        raise UserError(f"{where}: a target is a mapping like {{accelerator: ethos-u55-128}}")
-    section = _Section(raw, where, ("accelerator", "system_config", "memory_mode"))
-    accelerator = section.get("accelerator", str, default=None)
-    if accelerator not in ACCELERATORS:
-        hint = _nearest(str(accelerator), ACCELERATORS) or "ethos-u55-128"
         raise UserError(
-            f"{where}.accelerator: unknown target {accelerator!r}: did you mean {hint!r}? "
-            f"Vela knows {', '.join(ACCELERATORS)}"
+            f"{where}: a target is a mapping like {{accelerator: ethos-u55-128}} "
+            "or {board: alif_e7_he}"
         )
+    section = _Section(raw, where, ("board", "accelerator", "system_config", "memory_mode"))
+    board_name = section.get("board", str, default=None)
+    if board_name is not None:
+        extra = [key for key in raw if key != "board"]
+        if extra:
+            raise UserError(
+                f"{where}.{extra[0]}: a board brings its own accelerator, system_config and "
+                f"memory_mode: remove {extra[0]}, or define a custom board under boards:"
+            )
+        if board_name not in boards:
+            hint = _nearest(board_name, list(boards))
+            raise UserError(
+                f"{where}.board: unknown board {board_name!r}: "
+                + (f"did you mean {hint!r}? " if hint else "")
+                + f"presets are {', '.join(preset_boards())}; define your own under boards:"
+            )
+        board = boards[board_name]
+        return VelaTarget(board.accelerator, board.system_config, board.memory_mode, board)
+    accelerator = section.get("accelerator", str, default=None)
+    accelerator = _accelerator(accelerator, f"{where}.accelerator")
     default_system, default_mode = DEFAULT_SYSTEM[accelerator.rsplit("-", 1)[0]]
     system = section.get("system_config", str, default=default_system)
     mode = section.get("memory_mode", str, default=default_mode)
@@ -511,6 +574,61 @@ def _parse_target(raw: Any, where: str, systems: list[str], modes: list[str]) ->
                 + (f": did you mean {hint!r}?" if hint else f"; choose one of {', '.join(known)}")
             )
     return VelaTarget(accelerator, system, mode)
+
+
+def _accelerator(value: str | None, where: str) -> str:
+    if value not in ACCELERATORS:
+        hint = _nearest(str(value), ACCELERATORS) or "ethos-u55-128"
+        raise UserError(
+            f"{where}: unknown target {value!r}: did you mean {hint!r}? "
+            f"Vela knows {', '.join(ACCELERATORS)}"
+        )
+    return value
+
+
+def _parse_custom_boards(raw: dict) -> dict[str, Board]:
+    """`boards:` maps a name to {accelerator, clock_mhz, sram: {kib, mb_per_s}, flash: ...}."""
+    boards = {}
+    presets = preset_boards()
+    for name, spec in raw.items():
+        where = f"boards.{name}"
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise UserError(f"{where}: a board name may only use letters, digits, '_' and '-'")
+        if name in presets:
+            raise UserError(f"{where}: {name!r} is a preset board: give yours another name")
+        section = _Section(spec, where, ("accelerator", "clock_mhz", "sram", "flash"))
+        accelerator = _accelerator(
+            section.get("accelerator", str, default=None), f"{where}.accelerator"
+        )
+        clock = section.get("clock_mhz", float, default=None)
+        if clock is None or clock <= 0:
+            raise UserError(f"{where}.clock_mhz: give the NPU clock in MHz, e.g. 200")
+        peak = AXI_BYTES_PER_CYCLE[accelerator.rsplit("-", 1)[0]] * clock
+        memories = [
+            _memory(section.get(memory, dict, default=None), f"{where}.{memory}", peak, clock)
+            for memory in ("sram", "flash")
+        ]
+        (sram_kib, sram_rate), (flash_kib, flash_rate) = memories
+        boards[name] = custom_board(
+            name, accelerator, clock, sram_kib, sram_rate, flash_kib, flash_rate
+        )
+    return boards
+
+
+def _memory(raw: dict | None, where: str, peak: float, clock: float) -> tuple[float, float]:
+    if raw is None:
+        raise UserError(f"{where}: give its size and bandwidth, e.g. {{kib: 512, mb_per_s: 800}}")
+    section = _Section(raw, where, ("kib", "mb_per_s"))
+    kib = section.get("kib", float, default=None)
+    rate = section.get("mb_per_s", float, default=None)
+    if kib is None or kib <= 0 or rate is None or rate <= 0:
+        raise UserError(f"{where}: give kib > 0 and mb_per_s > 0, e.g. {{kib: 512, mb_per_s: 800}}")
+    if rate > peak:
+        raise UserError(
+            f"{where}.mb_per_s: {rate:g} is more than the NPU's AXI port moves at {clock:g} MHz "
+            f"({peak:g} MB/s): lower it or raise clock_mhz"
+        )
+    return kib, rate
 
 
 def vela_ini_path() -> Path:

@@ -1,5 +1,5 @@
-"""The build pipeline: build -> [train] -> calibrate -> convert -> compile (Vela) -> verify ->
-[evaluate] -> report.
+"""The build pipeline: build -> [train] -> calibrate -> convert -> compile (Vela, board fit) ->
+verify -> arena -> firmware (C arrays) -> [evaluate] -> report.
 
 Everything is written into a hidden staging folder inside `output.dir` and moved to
 `<output.dir>/<name>/` only when every stage has succeeded, so a failed or interrupted build
@@ -10,6 +10,7 @@ Importing this module imports TensorFlow (through the build stage); `validate` n
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -18,12 +19,15 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
+from generator import __version__
+from generator.boards import Fit, fit_on_board
 from generator.build import BuiltModel, build, build_model
 from generator.calibrate import load_calibration_set
 from generator.config import Config, Head, display_path
 from generator.convert import convert_to_tflite
-from generator.errors import UserError
+from generator.errors import UserError, VerificationError
 from generator.evaluate import evaluate_accuracy
+from generator.firmware import CompiledFor, write_c_array
 from generator.labelled import read_labelled
 from generator.quiet import muted
 from generator.report import (
@@ -34,9 +38,9 @@ from generator.report import (
     render_markdown,
 )
 from generator.tflite_file import read_tflite
-from generator.tflm import minimum_arena
+from generator.tflm import NPU_ARENA_MARGIN_BYTES, minimum_arena, npu_arena_bytes
 from generator.train import split_validation, train_model
-from generator.vela import compile_for_target
+from generator.vela import VelaResult, compile_for_target
 from generator.verify import pixels_to_model_input, verify
 
 
@@ -51,12 +55,12 @@ class Stage(Protocol):
 
 def run_build(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     """Run every stage; return the quantization info and the paths written, in order."""
-    config.output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{config.name}-", dir=config.output_dir))
+    config.output.dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{config.name}-", dir=config.output.dir))
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
     try:
         info, written = _build_into(staging, config, stage)
-        final = config.output_dir / config.name
+        final = config.output.dir / config.name
         _publish(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -90,11 +94,11 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         tflite_path.write_bytes(content)
         tflite = read_tflite(content)
 
-    targets = ", ".join(t.accelerator for t in config.vela.targets)
+    targets = ", ".join(t.key for t in config.vela.targets)
     with stage("compile", f"Vela for {targets}"):
         vela_results = [
             compile_for_target(
-                tflite_path, target, config.vela.optimise, folder / "vela" / target.accelerator
+                tflite_path, target, config.vela.optimise, folder / "vela" / target.key
             )
             for target in config.vela.targets
         ]
@@ -105,6 +109,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
                     f"{result.accelerator}: {', '.join(result.cpu_operator_names)}: set "
                     "vela.allow_cpu_fallback: true to accept that, or change the model"
                 )
+        fits = _board_fits(config, built, vela_results)
 
     images = len(calibration.held_out)
     with stage("verify", f"float vs quantized, TFLite Micro vs LiteRT, on {images} images"):
@@ -115,6 +120,9 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
     with stage("arena", "smallest TFLite Micro tensor arena"):
         model_input = pixels_to_model_input(calibration.held_out[:1], tflite.inputs[0].dtype)
         arena = minimum_arena(content, model_input[0])
+
+    with stage("firmware", "C arrays with metadata headers"):
+        c_files = _write_c_arrays(folder, config, built, content, arena, vela_results)
 
     accuracy = None
     if config.evaluation is not None:
@@ -130,6 +138,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
             vela_results,
             verification,
             arena,
+            fits,
             training,
             accuracy,
         )
@@ -139,17 +148,89 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
 
     vela_files = [
         path
-        for result in vela_results
-        for path in (result.tflite_path, result.summary_path, result.per_layer_path)
+        for r in vela_results
+        for path in (r.ini_path, r.tflite_path, r.summary_path, r.per_layer_path)
+        if path is not None
     ]
-    return info, [keras_path, tflite_path, *vela_files, info_path, report_path]
+    return info, [keras_path, tflite_path, *vela_files, *c_files, info_path, report_path]
+
+
+def _board_fits(config: Config, built: BuiltModel, results: list[VelaResult]) -> list[Fit]:
+    """The fit verdict on each board target; with `output.require_fit`, failing one stops here."""
+    fits = [
+        fit_on_board(
+            result.target.board,
+            npu_arena_bytes(result.sram_kib),
+            result.vela_tflite_bytes,
+            config.model.alpha,
+            built.input_shape,
+        )
+        for result in results
+        if result.target.board is not None
+    ]
+    misfits = [fit for fit in fits if not fit.fits]
+    if misfits and config.output.require_fit:
+        raise VerificationError(
+            "; ".join(f"{fit.board}: {fit.verdict()}" for fit in misfits)
+            + " (output.require_fit is true)"
+        )
+    return fits
+
+
+def _write_c_arrays(
+    folder: Path,
+    config: Config,
+    built: BuiltModel,
+    content: bytes,
+    arena: int,
+    results: list[VelaResult],
+) -> list[Path]:
+    """`<name>_model.h/.c` for the .tflite, and in `vela/<target>/` for each Vela target."""
+    section = config.output.c_array_section
+    arrays = [
+        write_c_array(
+            folder,
+            config.name,
+            content,
+            built.heads,
+            arena,
+            "measured in TFLite Micro on a 64-bit host, an upper bound for a 32-bit Cortex-M",
+            None,
+            section,
+            __version__,
+        )
+    ]
+    vela_version = importlib.metadata.version("ethos-u-vela")
+    for result in results:
+        target = result.target
+        arrays.append(
+            write_c_array(
+                result.tflite_path.parent,
+                config.name,
+                result.tflite_path.read_bytes(),
+                built.heads,
+                npu_arena_bytes(result.sram_kib),
+                f"Vela's SRAM figure ({result.sram_kib:g} KiB) plus the documented "
+                f"{NPU_ARENA_MARGIN_BYTES} bytes for TFLite Micro",
+                CompiledFor(
+                    target.accelerator,
+                    result.system_config,
+                    result.memory_mode,
+                    target.board.name if target.board else None,
+                    vela_version,
+                ),
+                section,
+                __version__,
+            )
+        )
+    return [path for array in arrays for path in (array.header, array.source)]
 
 
 def run_evaluate(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     """Re-run only the accuracy evaluation on an existing build; update its JSON and report."""
     if config.evaluation is None:
         raise UserError("evaluation: the config names no labelled set to evaluate on")
-    folder = config.output_dir / config.name
+    folder = config.output.dir / config.name
     keras_path = folder / f"{config.name}.keras"
     tflite_path = folder / f"{config.name}.tflite"
     info_path = folder / f"{config.name}_quantization_info.json"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator import __version__
+from generator.boards import Fit
 from generator.build import BuiltModel
 from generator.calibrate import CalibrationSet
 from generator.config import Config, display_path
@@ -52,6 +53,7 @@ def quantization_info(
     vela: list[VelaResult],
     verification: Verification,
     arena_bytes: int,
+    fits: list[Fit],
     training: TrainingOutcome | None,
     accuracy: AccuracyOutcome | None,
 ) -> dict:
@@ -99,7 +101,8 @@ def quantization_info(
             "samples": len(calibration.calibration),
             "held_out": len(calibration.held_out),
         },
-        "vela": {result.accelerator: _vela_info(result) for result in vela},
+        "vela": {result.target.key: _vela_info(result) for result in vela},
+        "boards": {fit.board: _fit_info(fit, vela) for fit in fits},
         "fidelity": {
             name: {
                 "agreement_top1": f.agreement_top1,
@@ -116,7 +119,7 @@ def quantization_info(
             "arena_basis": "measured: the smallest arena in which TFLite Micro allocated and ran "
             "the .tflite, on a 64-bit host (an upper bound for a 32-bit Cortex-M)",
             "targets": {
-                result.accelerator: {
+                result.target.key: {
                     "vela_sram_kib": result.sram_kib,
                     "margin_bytes": NPU_ARENA_MARGIN_BYTES,
                     "arena_bytes": npu_arena_bytes(result.sram_kib),
@@ -128,7 +131,9 @@ def quantization_info(
         },
         "training": None if training is None else _training_info(training),
         "accuracy": None if accuracy is None else accuracy_info(accuracy),
-        "warnings": _warnings(config, calibration, vela, fidelity, trained=training is not None),
+        "warnings": _warnings(
+            config, calibration, vela, fits, fidelity, trained=training is not None
+        ),
         "versions": {
             "generator": __version__,
             "tensorflow": importlib.metadata.version("tensorflow-cpu"),
@@ -200,6 +205,8 @@ def _head_info(head, tflite: TfliteModel) -> dict:
 
 def _vela_info(result: VelaResult) -> dict:
     return {
+        "accelerator": result.accelerator,
+        "board": result.target.board.name if result.target.board else None,
         "system_config": result.system_config,
         "memory_mode": result.memory_mode,
         "core_clock_mhz": result.core_clock_mhz,
@@ -216,6 +223,22 @@ def _vela_info(result: VelaResult) -> dict:
         "vela_tflite_bytes": result.vela_tflite_bytes,
         "compiled_operators": result.compiled_operators,
         "layers": _layers_info(result),
+    }
+
+
+def _fit_info(fit: Fit, vela: list[VelaResult]) -> dict:
+    (board,) = [r.target.board for r in vela if r.target.board and r.target.board.name == fit.board]
+    return {
+        "title": board.title,
+        "accelerator": board.accelerator,
+        "sram_budget_bytes": fit.sram_budget,
+        "sram_needed_bytes": fit.sram_needed,
+        "flash_budget_bytes": fit.flash_budget,
+        "flash_needed_bytes": fit.flash_needed,
+        "fits": fit.fits,
+        "limiting": fit.limiting,
+        "verdict": fit.verdict(),
+        "source": board.source,
     }
 
 
@@ -239,6 +262,7 @@ def _warnings(
     config: Config,
     calibration: CalibrationSet,
     vela: list[VelaResult],
+    fits: list[Fit],
     fidelity: dict[str, HeadFidelity],
     trained: bool,
 ) -> list[str]:
@@ -276,6 +300,7 @@ def _warnings(
                 f"({', '.join(result.cpu_operator_names)}): Vela's latency estimate leaves "
                 "their time out."
             )
+    warnings += [f"Does not fit {fit.board}: {fit.verdict()}." for fit in fits if not fit.fits]
     return warnings
 
 
@@ -342,13 +367,13 @@ def render_markdown(info: dict) -> str:
         "",
         "## Ethos-U (Vela estimates)",
         "",
-        "| accelerator | system config | memory mode | NPU ops | CPU ops | SRAM KiB | "
+        "| target | accelerator | system config | memory mode | NPU ops | CPU ops | SRAM KiB | "
         "flash KiB | DRAM KiB | latency ms | inferences/s | MACs | cycles | compiled bytes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for accelerator, v in info["vela"].items():
+    for key, v in info["vela"].items():
         lines.append(
-            f"| {accelerator} | {v['system_config']} ({v['core_clock_mhz']:g} MHz) | "
+            f"| {key} | {v['accelerator']} | {v['system_config']} ({v['core_clock_mhz']:g} MHz) | "
             f"{v['memory_mode']} | {v['npu_operators']} | {v['cpu_operators']} | "
             f"{v['sram_kib']:.2f} | {v['flash_kib']:.2f} | {v['dram_kib']:.2f} | "
             f"{v['inference_time_ms']:.3f} | {v['inferences_per_second']:.1f} | "
@@ -359,8 +384,10 @@ def render_markdown(info: dict) -> str:
         "SRAM is Vela's figure for the NPU's tensor arena; the arena a firmware must reserve "
         "is in the TensorFlow Lite Micro section below.",
     ]
-    for accelerator, v in info["vela"].items():
-        lines += _layer_lines(accelerator, v["layers"])
+    if info["boards"]:
+        lines += _board_lines(info["boards"])
+    for key, v in info["vela"].items():
+        lines += _layer_lines(key, v["layers"])
     lines += [
         "",
         "## Fidelity: float Keras vs quantized .tflite (LiteRT)",
@@ -406,6 +433,28 @@ def _tflm_lines(tflm: dict) -> list[str]:
             f"| Vela model for {accelerator} | {target['arena_bytes']:,} bytes | "
             f"{target['basis']} |"
         )
+    return lines
+
+
+def _board_lines(boards: dict) -> list[str]:
+    lines = [
+        "",
+        "## Board fit",
+        "",
+        "SRAM: the tensor arena to reserve (TensorFlow Lite Micro section). Flash: the compiled "
+        "model array. Budgets are the regions the vendor's reference firmware uses for them.",
+        "",
+        "| board | verdict | SRAM needed / budget | flash needed / budget |",
+        "|---|---|---|---|",
+    ]
+    for name, b in boards.items():
+        lines.append(
+            f"| {name} | {b['verdict']} | "
+            f"{b['sram_needed_bytes']:,} / {b['sram_budget_bytes']:,} B | "
+            f"{b['flash_needed_bytes']:,} / {b['flash_budget_bytes']:,} B |"
+        )
+    lines.append("")
+    lines += [f"- {name}: {b['title']}. Source: {b['source']}." for name, b in boards.items()]
     return lines
 
 

@@ -36,6 +36,7 @@ class LayerRow:
 
 @dataclass(frozen=True)
 class VelaResult:
+    target: VelaTarget
     accelerator: str
     system_config: str
     memory_mode: str
@@ -56,13 +57,22 @@ class VelaResult:
     tflite_path: Path
     summary_path: Path
     per_layer_path: Path
+    ini_path: Path | None  # the board's Vela .ini, written next to the results
 
 
 def compile_for_target(
     tflite_path: Path, target: VelaTarget, optimise: str, output_dir: Path
 ) -> VelaResult:
-    """Run Vela on `tflite_path` for `target`, writing into `output_dir`."""
+    """Run Vela on `tflite_path` for `target`, writing into `output_dir`.
+
+    A board with its own system config gets its .ini written into `output_dir` first, so the
+    outputs hold everything needed to re-run Vela by hand.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
+    ini_path = None
+    if target.board is not None and target.board.ini_text is not None:
+        ini_path = output_dir / f"{target.board.name}.ini"
+        ini_path.write_text(target.board.ini_text)
     command = [
         sys.executable,
         "-m",
@@ -71,7 +81,7 @@ def compile_for_target(
         "--accelerator-config",
         target.accelerator,
         "--config",
-        "Arm/vela.ini",
+        str(ini_path) if ini_path else "Arm/vela.ini",
         "--system-config",
         target.system_config,
         "--memory-mode",
@@ -86,7 +96,7 @@ def compile_for_target(
     if run.returncode != 0:
         lines = (run.stderr or run.stdout).strip().splitlines()
         raise UserError(
-            f"Vela could not compile for {target.accelerator} "
+            f"Vela could not compile for {target.key}: {target.accelerator} "
             f"({target.system_config}, {target.memory_mode}): "
             f"{lines[-1] if lines else 'no message'}: check the vela.targets entry"
         )
@@ -108,6 +118,7 @@ def compile_for_target(
     cpu_layers = [layer for layer in layers if layer.target != "NPU"]
     compiled = compiled_path.read_bytes()
     return VelaResult(
+        target=target,
         accelerator=target.accelerator,
         system_config=summary["system_config"],
         memory_mode=summary["memory_mode"],
@@ -129,6 +140,7 @@ def compile_for_target(
         tflite_path=compiled_path,
         summary_path=summary_path,
         per_layer_path=per_layer_path,
+        ini_path=ini_path,
     )
 
 

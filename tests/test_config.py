@@ -38,7 +38,7 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path):
     raw = small_config(tmp_path, calibration={"data": "images"}, output={"dir": "../out"})
     config = load_config(write_config(tmp_path / "sub", raw))
     assert config.calibration.data == (tmp_path / "sub" / "images").resolve()
-    assert config.output_dir == (tmp_path / "out").resolve()
+    assert config.output.dir == (tmp_path / "out").resolve()
 
 
 def test_labels_set_num_classes(tmp_path):
@@ -113,7 +113,7 @@ def test_override_creates_a_missing_section():
                     "targets": [{"accelerator": "ethos-u55-128"}, {"accelerator": "ethos-u55-128"}]
                 }
             },
-            "each accelerator may appear once",
+            "each accelerator or board may appear once",
         ),
         ({"vela": {"optimise": "Speed"}}, "Performance or Size"),
         ({"name": "my model"}, "name:"),
