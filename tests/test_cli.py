@@ -62,6 +62,10 @@ def test_build_writes_every_artifact_and_lists_it(small_build):
         "vela/ethos-u55-128/small_vela.tflite",
         "vela/ethos-u55-128/small_summary_Ethos_U55_High_End_Embedded.csv",
         "vela/ethos-u55-128/small_per-layer.csv",
+        "vela/ethos-u55-128/small_model.h",
+        "vela/ethos-u55-128/small_model.c",
+        "small_model.h",
+        "small_model.c",
         "small_quantization_info.json",
         "small_report.md",
     ]
