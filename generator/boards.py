@@ -2,7 +2,7 @@
 the fit verdict of a compiled model on each.
 
 A board is an accelerator, a Vela system config and memory mode (from Vela's built-in
-`Arm/vela.ini` or from `generator/boards/boards.ini`, which documents and sources its clocks and
+`Arm/vela.ini` or from `generator/boards.ini`, which documents and sources its clocks and
 bandwidths), and two budgets: the SRAM a firmware can give the tensor arena and the flash (or
 MRAM, or DDR standing in for flash) that holds the model array. Every board uses the Shared_Sram
 memory mode: arena in SRAM, model read-only from the other memory.
@@ -30,7 +30,7 @@ AXI_BYTES_PER_CYCLE = {"ethos-u55": 8, "ethos-u65": 16, "ethos-u85": 16}
 _CUSTOM_SRAM_TIMING = {"burst_length": 32, "read_latency": 32, "write_latency": 32}
 _CUSTOM_FLASH_TIMING = {"burst_length": 128, "read_latency": 64, "write_latency": 0}
 
-BOARDS_INI = "boards.ini"  # in generator/boards/
+BOARDS_INI = "boards.ini"  # next to this module
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Board:
 
 
 def _boards_ini() -> str:
-    return (importlib.resources.files("generator") / "boards" / BOARDS_INI).read_text()
+    return (importlib.resources.files("generator") / BOARDS_INI).read_text()
 
 
 _MLEK = "Arm ML Embedded Evaluation Kit linker script"
