@@ -26,7 +26,7 @@ from pathlib import Path
 
 from generator.config import Head
 from generator.errors import UserError
-from generator.tflite_file import read_tflite
+from generator.tflite_file import TensorInfo, read_tflite
 
 BYTES_PER_LINE = 16
 
@@ -182,7 +182,7 @@ def _compiled_for_lines(macro: str, compiled_for: CompiledFor | None) -> list[st
     return lines
 
 
-def _tensor_lines(prefix: str, tensor) -> list[str]:
+def _tensor_lines(prefix: str, tensor: TensorInfo) -> list[str]:
     return [
         f'#define {prefix}_DTYPE "{tensor.dtype}"',
         f"#define {prefix}_SCALE {tensor.scale:.9e}f",

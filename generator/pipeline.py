@@ -106,7 +106,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
             if result.cpu_operators and not config.vela.allow_cpu_fallback:
                 raise UserError(
                     f"vela: {result.cpu_operators} operator(s) would run on the CPU for "
-                    f"{result.accelerator}: {', '.join(result.cpu_operator_names)}: set "
+                    f"{result.target.key}: {', '.join(result.cpu_operator_names)}: set "
                     "vela.allow_cpu_fallback: true to accept that, or change the model"
                 )
         fits = _board_fits(config, built, vela_results)

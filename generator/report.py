@@ -205,7 +205,7 @@ def _head_info(head, tflite: TfliteModel) -> dict:
 
 def _vela_info(result: VelaResult) -> dict:
     return {
-        "accelerator": result.accelerator,
+        "accelerator": result.target.accelerator,
         "board": result.target.board.name if result.target.board else None,
         "system_config": result.system_config,
         "memory_mode": result.memory_mode,
@@ -296,7 +296,7 @@ def _warnings(
     for result in vela:
         if result.cpu_operators:
             warnings.append(
-                f"{result.cpu_operators} operator(s) run on the CPU for {result.accelerator} "
+                f"{result.cpu_operators} operator(s) run on the CPU for {result.target.key} "
                 f"({', '.join(result.cpu_operator_names)}): Vela's latency estimate leaves "
                 "their time out."
             )
@@ -428,10 +428,9 @@ def _tflm_lines(tflm: dict) -> list[str]:
         f"| .tflite on a Cortex-M without NPU | {tflm['arena_bytes']:,} bytes | "
         f"{tflm['arena_basis']} |",
     ]
-    for accelerator, target in tflm["targets"].items():
+    for key, target in tflm["targets"].items():
         lines.append(
-            f"| Vela model for {accelerator} | {target['arena_bytes']:,} bytes | "
-            f"{target['basis']} |"
+            f"| Vela model for {key} | {target['arena_bytes']:,} bytes | {target['basis']} |"
         )
     return lines
 

@@ -37,7 +37,6 @@ class LayerRow:
 @dataclass(frozen=True)
 class VelaResult:
     target: VelaTarget
-    accelerator: str
     system_config: str
     memory_mode: str
     core_clock_mhz: float
@@ -119,7 +118,6 @@ def compile_for_target(
     compiled = compiled_path.read_bytes()
     return VelaResult(
         target=target,
-        accelerator=target.accelerator,
         system_config=summary["system_config"],
         memory_mode=summary["memory_mode"],
         core_clock_mhz=float(summary["core_clock"]) / 1e6,
