@@ -187,12 +187,18 @@ def custom_board(
 
 @dataclass(frozen=True)
 class Fit:
-    board: str
+    board: Board
     sram_needed: int  # the tensor arena a firmware must reserve
     flash_needed: int  # the compiled model array
-    sram_budget: int
-    flash_budget: int
     hint: str  # what to try when it does not fit; empty when it fits
+
+    @property
+    def sram_budget(self) -> int:
+        return self.board.sram_bytes
+
+    @property
+    def flash_budget(self) -> int:
+        return self.board.flash_bytes
 
     @property
     def fits(self) -> bool:
@@ -230,7 +236,7 @@ class Fit:
         return ", ".join(over) + ": does not fit" + (f"; {self.hint}" if self.hint else "")
 
 
-# Width multipliers keras.applications ships weights for: the usual steps down.
+# MobileNet's usual width multipliers (those keras.applications names), largest first.
 _ALPHAS = (1.4, 1.3, 1.0, 0.75, 0.5, 0.35, 0.25)
 
 
@@ -246,7 +252,7 @@ def fit_on_board(
     The hint is a starting point, not a promise: activations (SRAM) grow with the input area and
     alpha, weights (flash) with alpha squared. Only a build tells the real figure.
     """
-    fit = Fit(board.name, sram_needed, flash_needed, board.sram_bytes, board.flash_bytes, "")
+    fit = Fit(board, sram_needed, flash_needed, "")
     if fit.fits:
         return fit
     return replace(fit, hint=_hint(fit, alpha, input_shape))

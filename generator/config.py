@@ -621,8 +621,10 @@ def _memory(raw: dict | None, where: str, peak: float, clock: float) -> tuple[fl
     section = _Section(raw, where, ("kib", "mb_per_s"))
     kib = section.get("kib", float, default=None)
     rate = section.get("mb_per_s", float, default=None)
-    if kib is None or kib <= 0 or rate is None or rate <= 0:
-        raise UserError(f"{where}: give kib > 0 and mb_per_s > 0, e.g. {{kib: 512, mb_per_s: 800}}")
+    if kib is None or kib < 1 or rate is None or rate <= 0:
+        raise UserError(
+            f"{where}: give kib >= 1 and mb_per_s > 0, e.g. {{kib: 512, mb_per_s: 800}}"
+        )
     if rate > peak:
         raise UserError(
             f"{where}.mb_per_s: {rate:g} is more than the NPU's AXI port moves at {clock:g} MHz "

@@ -171,7 +171,7 @@ def _board_fits(config: Config, built: BuiltModel, results: list[VelaResult]) ->
     misfits = [fit for fit in fits if not fit.fits]
     if misfits and config.output.require_fit:
         raise VerificationError(
-            "; ".join(f"{fit.board}: {fit.verdict()}" for fit in misfits)
+            "; ".join(f"{fit.board.name}: {fit.verdict()}" for fit in misfits)
             + " (output.require_fit is true)"
         )
     return fits

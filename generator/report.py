@@ -102,7 +102,7 @@ def quantization_info(
             "held_out": len(calibration.held_out),
         },
         "vela": {result.target.key: _vela_info(result) for result in vela},
-        "boards": {fit.board: _fit_info(fit, vela) for fit in fits},
+        "boards": {fit.board.name: _fit_info(fit) for fit in fits},
         "fidelity": {
             name: {
                 "agreement_top1": f.agreement_top1,
@@ -226,8 +226,8 @@ def _vela_info(result: VelaResult) -> dict:
     }
 
 
-def _fit_info(fit: Fit, vela: list[VelaResult]) -> dict:
-    (board,) = [r.target.board for r in vela if r.target.board and r.target.board.name == fit.board]
+def _fit_info(fit: Fit) -> dict:
+    board = fit.board
     return {
         "title": board.title,
         "accelerator": board.accelerator,
@@ -300,7 +300,7 @@ def _warnings(
                 f"({', '.join(result.cpu_operator_names)}): Vela's latency estimate leaves "
                 "their time out."
             )
-    warnings += [f"Does not fit {fit.board}: {fit.verdict()}." for fit in fits if not fit.fits]
+    warnings += [f"Does not fit {fit.board.name}: {fit.verdict()}." for fit in fits if not fit.fits]
     return warnings
 
 

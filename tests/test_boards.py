@@ -81,7 +81,7 @@ def test_custom_board_ini_turns_bandwidths_into_clock_scales():
         (
             [{"board": "fast"}],
             {"fast": {"accelerator": "ethos-u55-128", "clock_mhz": 100, "sram": {"kib": 256}}},
-            "boards.fast.sram: give kib > 0 and mb_per_s > 0",
+            "boards.fast.sram: give kib >= 1 and mb_per_s > 0",
         ),
         (
             [{"board": "himax_we2"}],
