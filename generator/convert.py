@@ -12,6 +12,14 @@ calibration data, so images that never reach pure black or white would shrink it
 set one element of the first calibration image to `lo` and one to `hi` (two values out of
 `samples * H * W * C`), which pins the observed range to `input_range` exactly; the result is
 checked after conversion.
+
+Output i of the .tflite is the i-th head, named after it. The converter is given a function
+returning the heads as a tuple in config order, and converts it without the SavedModel detour
+(`experimental_lower_to_saved_model = False`, about half the convert time): its outputs are then
+the function's output nodes `Identity`, `Identity_1`, ... Those names, not positions, say which
+head each output is; `tflite_file.with_outputs` then puts them in head order, names each tensor
+after its head and writes a `serving_default` signature with the same names. The result is
+checked by reading it back.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import keras
 import numpy as np
 from tensorflow.lite.python.convert_phase import ConverterError
 
@@ -27,7 +36,9 @@ from generator.calibrate import pixels_to_float
 from generator.config import QuantizationConfig
 from generator.errors import UserError
 from generator.quiet import muted
-from generator.tflite_file import read_tflite
+from generator.tflite_file import TfliteModel, read_tflite, with_outputs
+
+SIGNATURE_KEY = "serving_default"
 
 
 def convert_to_tflite(
@@ -35,13 +46,16 @@ def convert_to_tflite(
     calibration_pixels: np.ndarray,
     input_range: tuple[float, float],
     quantization: QuantizationConfig,
+    *,
+    heads: list[str],
 ) -> bytes:
-    """Quantize `model` (batch size 1) on `calibration_pixels` (uint8, N×H×W×C)."""
+    """Quantize `model` (batch size 1, dict outputs) on `calibration_pixels` (uint8, N×H×W×C);
+    output i is `heads[i]`, named after it."""
     import tensorflow as tf
 
     shape = (1, *calibration_pixels.shape[1:])
     function = tf.function(
-        lambda image: model(image, training=False),
+        lambda image: tuple(model(image, training=False)[name] for name in heads),
         input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)],
     )
     variables = tf.Module()
@@ -65,6 +79,7 @@ def convert_to_tflite(
         converter.inference_input_type = io_type
         converter.inference_output_type = io_type
         converter._experimental_disable_per_channel = not quantization.per_channel
+        converter.experimental_lower_to_saved_model = False
         try:
             content = converter.convert()
         except ConverterError as error:
@@ -90,8 +105,67 @@ def convert_to_tflite(
             f"model: {_describe(culprits)} stay float after int8 conversion; the NPU and "
             "integer-only firmware need integer operators: replace those layers"
         )
-    _check_io(content, input_range, quantization.io_dtype)
+    content = with_outputs(
+        content, _head_positions(content, heads), heads, INPUT_NAME, SIGNATURE_KEY
+    )
+    _check_io(content, heads, input_range, quantization.io_dtype)
     return content
+
+
+def _head_positions(content: bytes, heads: list[str]) -> list[int]:
+    """For each head k, the position of the converter's output `Identity[_k]`.
+
+    Heads that compute exactly the same values (the same weights) come out as one tensor, which
+    cannot carry two names: that is refused.
+    """
+    outputs = read_tflite(content).outputs
+    indices = [t.index for t in outputs]
+    shared = [heads[k] for k, index in enumerate(indices) if indices.count(index) > 1]
+    if shared:
+        raise UserError(
+            f"model.heads: heads {', '.join(shared)} compute identical outputs, which the "
+            "converter merges into one tensor: give each head its own weights"
+        )
+    names = [t.name for t in outputs]
+    expected = ["Identity", *(f"Identity_{k}" for k in range(1, len(heads)))]
+    if sorted(names) != sorted(expected):
+        raise RuntimeError(f"converter named the outputs {names}, expected {expected}")
+    return [names.index(name) for name in expected]
+
+
+def tensor_layers(tflite: TfliteModel, model, heads: list[str]) -> dict[str, str]:
+    """The Keras layer a user recognises for each operator output of the .tflite, by tensor name.
+
+    The converter names a tensor after the Keras ops fused into it
+    (`mobilenet_v1_1/conv_pw_13_relu_1/Relu6;mobilenet_v1_1/conv_pw_13_1/convolution`): the
+    layer named is the one with weights among them (`conv_pw_13`), else the first. Tensors the
+    converter names itself (`Identity_11`, the head's Dense) take the layer of the head output
+    they lead to. Vela keeps these tensor names, so its per-layer rows map the same way.
+    """
+    layers = all_layers(model)
+    names = {layer.name for layer in layers}
+    weighted = {
+        layer.name
+        for layer in layers
+        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    }
+    found = {}
+    for op in tflite.operators:
+        for index in op.outputs:
+            name = tflite.tensors[index].name
+            parts = [_layer_of(part, names) for part in name.split(";")]
+            known = [part for part in parts if part in names]
+            with_weights = [part for part in known if part in weighted]
+            if with_weights or known:
+                found[name] = (with_weights or known)[0]
+    producers = {index: op for op in tflite.operators for index in op.outputs}
+    for head, output in zip(heads, tflite.outputs, strict=True):
+        layer = model.output[head]._keras_history.operation.name
+        index = output.index
+        while index in producers and tflite.tensors[index].name not in found:
+            found[tflite.tensors[index].name] = layer
+            index = producers[index].inputs[0]
+    return found
 
 
 def _layer_of(tensor_name: str, layer_names: set[str]) -> str:
@@ -121,8 +195,14 @@ def input_quantization(input_range: tuple[float, float], io_dtype: str) -> tuple
     return scale, zero_point
 
 
-def _check_io(content: bytes, input_range: tuple[float, float], io_dtype: str) -> None:
+def _check_io(
+    content: bytes, heads: list[str], input_range: tuple[float, float], io_dtype: str
+) -> None:
     tflite = read_tflite(content)
+    if [t.name for t in tflite.outputs] != heads or tflite.signature_outputs != {
+        name: t.index for name, t in zip(heads, tflite.outputs, strict=True)
+    }:
+        raise RuntimeError(f"outputs {[t.name for t in tflite.outputs]} are not the heads {heads}")
     (model_input,) = tflite.inputs
     scale, zero_point = input_quantization(input_range, io_dtype)
     if (

@@ -1,4 +1,5 @@
-"""Read a .tflite flatbuffer back: tensors, operators, inputs, outputs and signature names.
+"""Read a .tflite flatbuffer back (tensors, operators, inputs, outputs, signature names), and
+put its outputs in a given order under given names.
 
 Reports are built from what this reads out of the artifact, never from the config. It uses the
 flatbuffer schema module that `ai-edge-litert` ships, so it needs no interpreter and can read
@@ -10,10 +11,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import flatbuffers
+import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 _TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if k.isupper()}
 _OPERATOR_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
+_ACTIVATION_NAMES = {v: k for k, v in vars(schema.ActivationFunctionType).items() if k.isupper()}
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,9 @@ class TensorInfo:
 @dataclass(frozen=True)
 class OperatorInfo:
     name: str  # builtin operator name (CONV_2D), or the custom code (ethos-u)
-    outputs: tuple[int, ...]  # tensor indices
+    inputs: tuple[int, ...]  # tensor indices (-1: an optional input left out)
+    outputs: tuple[int, ...]
+    activation: str  # the fused activation (NONE, RELU, RELU6, ...); NONE where there is none
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,12 @@ def read_tflite(content: bytes) -> TfliteModel:
     tensors = tuple(_tensor_info(i, t) for i, t in enumerate(subgraph.tensors))
     operators = tuple(
         OperatorInfo(
-            _operator_name(model.operatorCodes[op.opcodeIndex]), tuple(int(i) for i in op.outputs)
+            name=_operator_name(model.operatorCodes[op.opcodeIndex]),
+            inputs=tuple(int(i) for i in op.inputs),
+            outputs=tuple(int(i) for i in op.outputs),
+            activation=_ACTIVATION_NAMES[
+                getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0
+            ],
         )
         for op in subgraph.operators
     )
@@ -85,6 +96,60 @@ def read_tflite(content: bytes) -> TfliteModel:
         outputs=tuple(tensors[i] for i in subgraph.outputs),
         signature_outputs=signature_outputs,
     )
+
+
+def with_outputs(
+    content: bytes, order: list[int], names: list[str], input_name: str, signature_key: str
+) -> bytes:
+    """`content` with output i being its output `order[i]`, named `names[i]`, and one signature
+    (`signature_key`) mapping `input_name` and `names` to those tensors.
+
+    Most firmware and host code reads outputs by position, and the converter orders them as it
+    likes; this fixes the order and makes every output say what it is, in the tensor name and in
+    the signature that LiteRT's signature runner uses. The flatbuffer is packed again with each
+    weight buffer 16-byte aligned (the converter aligns to 4; TFLite Micro reads weights in
+    place, and Vela aligns to 16 too). Packing is deterministic.
+    """
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    subgraph = model.subgraphs[0]
+    outputs = [int(subgraph.outputs[position]) for position in order]
+    subgraph.outputs = outputs
+    for tensor_index, name in zip(outputs, names, strict=True):
+        subgraph.tensors[tensor_index].name = name
+    (input_index,) = subgraph.inputs
+    subgraph.tensors[input_index].name = input_name
+    model.signatureDefs = [
+        schema.SignatureDefT(
+            inputs=[schema.TensorMapT(input_name, int(input_index))],
+            outputs=[schema.TensorMapT(n, i) for n, i in zip(names, outputs, strict=True)],
+            signatureKey=signature_key,
+            subgraphIndex=0,
+        )
+    ]
+    for buffer in model.buffers:
+        buffer.__class__ = _AlignedBufferT
+    builder = flatbuffers.Builder(len(content) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+class _AlignedBufferT(schema.BufferT):
+    """A buffer whose data vector starts on a 16-byte boundary of the file."""
+
+    def Pack(self, builder: flatbuffers.Builder) -> int:
+        data = None
+        if self.data is not None:
+            payload = np.asarray(self.data, dtype=np.uint8).tobytes()
+            builder.StartVector(1, len(payload), 16)
+            builder.head -= len(payload)
+            builder.Bytes[builder.head : builder.head + len(payload)] = payload
+            data = builder.EndVector()
+        schema.BufferStart(builder)
+        if data is not None:
+            schema.BufferAddData(builder, data)
+        schema.BufferAddOffset(builder, self.offset)
+        schema.BufferAddSize(builder, self.size)
+        return schema.BufferEnd(builder)
 
 
 def _tensor_info(index: int, tensor: schema.TensorT) -> TensorInfo:

@@ -115,7 +115,11 @@ def small_tflite():
             calibration = CalibrationConfig(PHOTOS, 16, 1, (0.0, 1.0))
             images = load_calibration_set(calibration, (32, 32, 3), 0)
             cache[backbone] = convert_to_tflite(
-                model, images.calibration, (0.0, 1.0), QuantizationConfig("uint8", True)
+                model,
+                images.calibration,
+                (0.0, 1.0),
+                QuantizationConfig("uint8", True),
+                heads=[h.name for h in heads],
             )
         return cache[backbone]
 

@@ -2,14 +2,24 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from conftest import digit_images, digits_model_config
+from tflite_micro import runtime
 
 from generator.build import build_model
-from generator.config import BACKBONES, Head, ModelConfig, QuantizationConfig
+from generator.config import (
+    BACKBONES,
+    DEFAULT_SYSTEM,
+    Head,
+    ModelConfig,
+    QuantizationConfig,
+    VelaTarget,
+)
 from generator.convert import convert_to_tflite
 from generator.errors import UserError
 from generator.tflite_file import read_tflite
+from generator.vela import compile_for_target
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -43,7 +53,11 @@ def test_input_means_raw_pixels_whatever_the_calibration_range(
 ):
     model = build_model(digits_model_config())
     content = convert_to_tflite(
-        model, _narrow_images(8), input_range, QuantizationConfig(io_dtype, True)
+        model,
+        _narrow_images(8),
+        input_range,
+        QuantizationConfig(io_dtype, True),
+        heads=["digit", "parity"],
     )
     (model_input,) = read_tflite(content).inputs
     assert model_input.dtype == io_dtype
@@ -55,7 +69,13 @@ def test_uint8_pixels_give_the_keras_result(digits_model_weights):
     """A trained model: raw digit pixels into the .tflite agree with the float model."""
     pixels, _ = digit_images()
     model = build_model(digits_model_config(digits_model_weights))
-    content = convert_to_tflite(model, pixels[:100], (0.0, 1.0), QuantizationConfig("uint8", True))
+    content = convert_to_tflite(
+        model,
+        pixels[:100],
+        (0.0, 1.0),
+        QuantizationConfig("uint8", True),
+        heads=["digit", "parity"],
+    )
     held_out = pixels[1500:1600]
     expected = model.predict(held_out.astype(np.float32) / 255, batch_size=1, verbose=0)
     runner = Interpreter(model_content=content).get_signature_runner()
@@ -73,28 +93,76 @@ def test_uint8_pixels_give_the_keras_result(digits_model_weights):
     assert max(errors) < 0.1  # within 10% of the logits' range on every image
 
 
-def test_two_heads_with_equal_class_counts_keep_their_names():
-    heads = (Head("first", 3, None), Head("second", 3, None))
+# Names in reverse alphabetical order, and more than ten heads would show a sort by name too.
+ORDERED_HEADS = ("zeta", "eta", "delta", "beta")
+
+
+def test_output_i_is_head_i_and_carries_its_name(tmp_path):
+    """Heads with equal class counts: only their names and behaviour tell them apart. Head i
+    always says class i; position i must do so in LiteRT, TFLite Micro and after Vela."""
+    heads = tuple(Head(name, 4, None) for name in ORDERED_HEADS)
     model = build_model(ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), heads, None, 0))
-    # Make the heads tell themselves apart: "first" always says class 0, "second" class 2.
-    for name, winner in (("first", 0), ("second", 2)):
+    for winner, name in enumerate(ORDERED_HEADS):
         layer = model.get_layer(f"{name}_logits")
         kernel, bias = layer.get_weights()
         bias[:] = -4.0
         bias[winner] = 4.0
         layer.set_weights([np.zeros_like(kernel), bias])
     pixels, _ = digit_images()
-    content = convert_to_tflite(model, pixels[:8], (0.0, 1.0), QuantizationConfig("uint8", True))
+    content = convert_to_tflite(
+        model, pixels[:8], (0.0, 1.0), QuantizationConfig("uint8", True), heads=list(ORDERED_HEADS)
+    )
     tflite = read_tflite(content)
+    assert [t.name for t in tflite.outputs] == list(ORDERED_HEADS)
+    assert list(tflite.signature_outputs) == list(ORDERED_HEADS)
+    assert [tflite.output_position(name) for name in ORDERED_HEADS] == [0, 1, 2, 3]
     interpreter = Interpreter(model_content=content)
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels[:1])
     interpreter.invoke()
     outputs = interpreter.get_output_details()
-    for name, winner in (("first", 0), ("second", 2)):
-        position = tflite.output_position(name)
-        values = interpreter.get_tensor(outputs[position]["index"])[0]
-        assert values.argmax() == winner
+    assert [int(interpreter.get_tensor(d["index"])[0].argmax()) for d in outputs] == [0, 1, 2, 3]
+    assert [d["name"] for d in outputs] == list(ORDERED_HEADS)
+    micro = runtime.Interpreter.from_bytes(content)
+    micro.set_input(pixels[:1], 0)
+    micro.invoke()
+    assert [int(micro.get_output(i)[0].argmax()) for i in range(4)] == [0, 1, 2, 3]
+    source = tmp_path / "ordered.tflite"
+    source.write_bytes(content)
+    result = compile_for_target(
+        source, VelaTarget("ethos-u55-128", *DEFAULT_SYSTEM["ethos-u55"]), "Performance", tmp_path
+    )
+    compiled = read_tflite(result.tflite_path.read_bytes())
+    assert [t.name for t in compiled.outputs] == list(ORDERED_HEADS)
+    assert [compiled.output_position(name) for name in ORDERED_HEADS] == [0, 1, 2, 3]
+
+
+def test_weight_buffers_are_16_byte_aligned(small_tflite):
+    """TFLite Micro reads weights in place: the rewritten file keeps every buffer aligned."""
+    content = small_tflite("mobilenet_v2")
+    model = schema.Model.GetRootAs(content, 0)
+    starts = [
+        model.Buffers(i).DataAsNumpy().ctypes.data
+        for i in range(model.BuffersLength())
+        if model.Buffers(i).DataLength()
+    ]
+    base = np.frombuffer(content, np.uint8).ctypes.data
+    assert starts and all((start - base) % 16 == 0 for start in starts)
+
+
+def test_heads_with_identical_weights_are_refused():
+    heads = (Head("left", 3, None), Head("right", 3, None))
+    model = build_model(ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), heads, None, 0))
+    model.get_layer("right_logits").set_weights(model.get_layer("left_logits").get_weights())
+    pixels, _ = digit_images()
+    with pytest.raises(UserError, match="heads left, right compute identical outputs"):
+        convert_to_tflite(
+            model,
+            pixels[:4],
+            (0.0, 1.0),
+            QuantizationConfig("uint8", True),
+            heads=["left", "right"],
+        )
 
 
 def test_conversion_is_byte_deterministic(small_tflite):
@@ -102,8 +170,9 @@ def test_conversion_is_byte_deterministic(small_tflite):
     model = build_model(ModelConfig("mobilenet_v1", 0.25, (32, 32, 3), heads, None, 0))
     pixels = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     quantization = QuantizationConfig("uint8", True)
-    first = convert_to_tflite(model, pixels, (0.0, 1.0), quantization)
-    assert convert_to_tflite(model, pixels, (0.0, 1.0), quantization) == first
+    first = convert_to_tflite(model, pixels, (0.0, 1.0), quantization, heads=["object", "light"])
+    again = convert_to_tflite(model, pixels, (0.0, 1.0), quantization, heads=["object", "light"])
+    assert again == first
 
 
 def test_per_channel_switch():
@@ -112,7 +181,11 @@ def test_per_channel_switch():
 
     def conv_weight_scales(per_channel: bool) -> set[int]:
         content = convert_to_tflite(
-            model, pixels[:8], (0.0, 1.0), QuantizationConfig("uint8", per_channel)
+            model,
+            pixels[:8],
+            (0.0, 1.0),
+            QuantizationConfig("uint8", per_channel),
+            heads=["digit", "parity"],
         )
         interpreter = Interpreter(model_content=content)
         return {
@@ -150,4 +223,6 @@ def test_layers_without_integer_operators_are_named(op, message):
     model = keras.Model(image, {"a": keras.layers.Dense(2, name="a_logits")(pooled)})
     pixels, _ = digit_images()
     with pytest.raises(UserError, match=message):
-        convert_to_tflite(model, pixels[:4], (0.0, 1.0), QuantizationConfig("uint8", True))
+        convert_to_tflite(
+            model, pixels[:4], (0.0, 1.0), QuantizationConfig("uint8", True), heads=["a"]
+        )
