@@ -24,14 +24,18 @@ latency are Vela's estimates:
 
 from __future__ import annotations
 
+import math
 import warnings
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import h5py
 import keras
 
 from generator.config import HEAD_NAME_PATTERN, Head, ModelConfig
 from generator.errors import UserError
+from generator.resources import Network, check_memory
 
 _BACKBONES = {
     "mobilenet_v1": (keras.applications.MobileNet, {}),
@@ -92,16 +96,19 @@ def load_model_file(config: ModelConfig) -> BuiltModel:
 
     Heads are named from the model's output names (a dict output's keys), unless
     `model.heads` names them, in output order. Each output must be (batch, classes) logits.
-    The model is wrapped so its outputs are a dict keyed by head name, like ours.
+    The model is wrapped so its outputs are a dict keyed by head name, like ours. Once the
+    input shape is known, the build's memory needs are checked as the config's are.
     """
+    _check_keras_archive(config.path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = keras.saving.load_model(config.path, compile=False)
-    except (ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, KeyError, OSError) as error:
         raise UserError(
-            f"model.path: cannot load {config.path} ({_first_line(str(error))}): custom layers "
-            "must be registered with keras.saving.register_keras_serializable"
+            f"model.path: cannot load {config.path} ({_first_line(str(error))}): save it again "
+            "with model.save, and register custom layers with "
+            "keras.saving.register_keras_serializable"
         ) from None
     if len(model.inputs) != 1:
         raise UserError(f"model.path: the model has {len(model.inputs)} inputs; it needs one image")
@@ -110,6 +117,9 @@ def load_model_file(config: ModelConfig) -> BuiltModel:
         raise UserError(
             f"model.path: input shape {shape} must be a fixed (H, W, C) image with C 1 or 3"
         )
+    if config.workload is not None:
+        what = f"model.path: {config.path.name} (input {'×'.join(map(str, shape))})"
+        check_memory(_network(model), shape, config.workload, what, model_file=True)
     if isinstance(model.output, dict):
         names, outputs = list(model.output), list(model.output.values())
     else:
@@ -119,6 +129,35 @@ def load_model_file(config: ModelConfig) -> BuiltModel:
         model.inputs, dict(zip((h.name for h in heads), outputs, strict=True)), name=model.name
     )
     return BuiltModel(named, heads, shape)
+
+
+def _check_keras_archive(path: Path) -> None:
+    """A .keras file is a zip holding config.json; Keras's own errors for other files mislead
+    ("File not found" for a corrupt file) or are a bare KeyError."""
+    if not zipfile.is_zipfile(path):
+        raise UserError(
+            f"model.path: {path} is not a Keras archive (not a zip file: corrupt, or saved in "
+            "another format): save the model with model.save('name.keras')"
+        )
+    with zipfile.ZipFile(path) as archive:
+        if "config.json" not in archive.namelist():
+            raise UserError(
+                f"model.path: {path} is a zip file but no Keras model (no config.json): save "
+                "the model with model.save('name.keras')"
+            )
+
+
+def _network(model: keras.Model) -> Network:
+    """What a loaded model's layers output for one image (nested models count once more, an
+    upper bound), and its parameters; layers whose output Keras cannot tell are left out."""
+    values = 0
+    for layer in all_layers(model):
+        try:
+            outputs = keras.tree.flatten(layer.output)
+        except (AttributeError, ValueError):
+            continue
+        values += sum(math.prod(d or 1 for d in output.shape[1:]) for output in outputs)
+    return Network(activations=values, parameters=model.count_params())
 
 
 def _resolve_heads(configured: tuple[Head, ...], names: list[str], outputs: list) -> tuple:
@@ -158,6 +197,11 @@ def _load_weights(model: keras.Model, path) -> None:
     half-random model, or one built from another model's file, must not ship: any warning, or
     a file holding a different number of arrays than the model has weights, fails.
     """
+    if not h5py.is_hdf5(path):
+        raise UserError(
+            f"model.weights: {path} is not an HDF5 file (corrupt, or saved in another format): "
+            "save the weights with model.save_weights('name.weights.h5')"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -196,5 +240,6 @@ def _count_arrays(path) -> int:
 
 
 def _first_line(text: str) -> str:
+    """The first sentence of an error: Keras's go on for lines, the message must stay one."""
     lines = text.strip().splitlines()
-    return lines[0] if lines else "no details"
+    return lines[0].split(". ")[0] if lines else "no details"

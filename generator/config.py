@@ -4,6 +4,12 @@ Relative paths in the file (and in `--set` values, which count as if written in 
 resolve against the folder holding the config file. `--output-dir` on the command line resolves
 against the current directory, as command-line paths do. When `output.dir` is omitted, outputs
 go to `./outputs` in the current directory.
+
+Whatever the user got wrong ends here as a `UserError` naming the field and the fix, so that a
+build never starts TensorFlow on a config it cannot finish: the file itself (UTF-8 YAML, a
+mapping, no key given twice), every value's type (numbers finite, booleans not taken for
+numbers), paths the OS can look up, an output folder that can be created, and an estimate of the
+memory the build needs (`generator.resources`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import configparser
 import difflib
 import importlib.resources
 import math
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +28,7 @@ import yaml
 
 from generator.boards import AXI_BYTES_PER_CYCLE, Board, custom_board, preset_boards
 from generator.errors import UserError
+from generator.resources import Workload, backbone_network, check_memory, workload
 
 BACKBONES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 
@@ -48,7 +56,15 @@ DEFAULT_SYSTEM = {
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 HEAD_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names become file names such as `<name>_summary_Custom_<board>.csv`: two of them must stay
+# within the 255 bytes a file name may have.
+MAX_NAME_LENGTH = 100
 MIN_SIDE = 32  # keras.applications MobileNets refuse smaller inputs
+# MobileNetV1 gives its first convolution int(32 * alpha) filters, and Keras refuses 0.
+# (MobileNetV2 and V3 round channels up to at least 8.)
+MIN_ALPHA_V1 = 1 / 32
+# Whole numbers beyond this are no count a build can use (and overflow TensorFlow's int32).
+MAX_WHOLE_NUMBER = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -63,7 +79,9 @@ class ModelConfig:
     """Our MobileNet (`backbone`...), or a trained Keras model of any architecture (`path`).
 
     For a model file, `backbone`, `alpha` and `weights` are None, `input_shape` is None until
-    the file is read, and `heads` may be empty (named from the model's outputs).
+    the file is read, and `heads` may be empty (named from the model's outputs). `workload`
+    (the images the build holds in memory) lets the build check a model file's memory needs
+    once TensorFlow has read its input shape; None skips that check.
     """
 
     backbone: str | None
@@ -73,6 +91,7 @@ class ModelConfig:
     weights: Path | None
     seed: int
     path: Path | None = None
+    workload: Workload | None = None
 
 
 @dataclass(frozen=True)
@@ -156,16 +175,27 @@ class Config:
 
 
 def load_config(path: Path, overrides: list[str] = (), output_dir: Path | None = None) -> Config:
-    """Read `path`, apply `--set KEY=VALUE` overrides and return the validated config."""
+    """Read `path`, apply `--set KEY=VALUE` overrides and return the validated config.
+
+    Last come the checks that need the whole config: the output folder (`--output-dir` when
+    given, else `output.dir`) and the memory the build needs.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"config file {path} is a folder: pass the path of a YAML config")
     if not path.is_file():
         raise UserError(f"config file {path} not found: pass the path of a YAML config")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = _load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {error.start}): save the config as UTF-8"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}: not valid YAML{where}: fix the syntax") from None
+        problem = f" ({error.problem})" if getattr(error, "problem", None) else ""
+        raise UserError(f"{path}: not valid YAML{where}{problem}: fix the syntax") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -173,9 +203,46 @@ def load_config(path: Path, overrides: list[str] = (), output_dir: Path | None =
     for override in overrides:
         apply_override(raw, override)
     config = parse_config(raw, base=path.resolve().parent, source=path)
+    field = "output.dir"
     if output_dir is not None:
-        config = replace(config, output=replace(config.output, dir=Path(output_dir).resolve()))
-    return config
+        field = "--output-dir"
+        resolved = _resolve(Path.cwd(), str(output_dir), field)
+        config = replace(config, output=replace(config.output, dir=resolved))
+    _check_output_dir(config.output.dir, config.name, field)
+    work = workload(config)
+    if config.model.path is None:
+        shape = config.model.input_shape
+        check_memory(
+            backbone_network(config.model), shape, work, f"model.input_shape: {list(shape)}"
+        )
+    return replace(config, model=replace(config.model, workload=work))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys without a word, so a second `model:` section would
+    silently replace the first. Keys merged in with `<<:` may still be overridden.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key_node.value!r} given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
 
 
 def apply_override(raw: dict, override: str) -> None:
@@ -187,10 +254,12 @@ def apply_override(raw: dict, override: str) -> None:
     if not sep or not key.strip():
         raise UserError(f"--set {override!r}: expected KEY=VALUE, e.g. --set model.alpha=0.5")
     try:
-        parsed = yaml.safe_load(value)
+        parsed = _load_yaml(value)
     except yaml.YAMLError:
         raise UserError(f"--set {override!r}: the value is not valid YAML") from None
     parts = key.strip().split(".")
+    if not all(parts):
+        raise UserError(f"--set {key.strip()}: an empty key between dots: e.g. model.alpha=0.5")
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
         where = ".".join(parts[: depth + 1])
@@ -210,6 +279,8 @@ def apply_override(raw: dict, override: str) -> None:
 
 
 def _list_index(items: list, part: str, where: str) -> int:
+    if not items:
+        raise UserError(f"--set {where}: the list is empty: set the whole list instead")
     if not part.isdigit() or int(part) >= len(items):
         raise UserError(f"--set {where}: use an index from 0 to {len(items) - 1}")
     return int(part)
@@ -233,8 +304,11 @@ def parse_config(raw: dict, base: Path, source: Path) -> Config:
         ),
     )
     name = top.get("name", str, default="default")
-    if not NAME_PATTERN.match(name):
-        raise UserError(f"name: {name!r} may only use letters, digits, '_' and '-'")
+    if not NAME_PATTERN.match(name) or len(name) > MAX_NAME_LENGTH:
+        raise UserError(
+            f"name: {name[:MAX_NAME_LENGTH]!r} may only use letters, digits, '_' and '-', "
+            f"at most {MAX_NAME_LENGTH} of them"
+        )
     output = _parse_output(top.get("output", dict, default={}), base)
     model = _parse_model(_Section(top.get("model", dict, default={}), "model", _MODEL_KEYS), base)
     train = top.get("train", dict, default=None)
@@ -259,13 +333,18 @@ _ARCHITECTURE_KEYS = ("backbone", "alpha", "input_shape", "weights")
 def _parse_model(section: _Section, base: Path) -> ModelConfig:
     path = section.get("path", str, default=None)
     if path is not None:
-        return _parse_model_file(section, base / path)
+        return _parse_model_file(section, _resolve(base, path, "model.path"))
     backbone = section.get("backbone", str, default="mobilenet_v1")
     if backbone not in BACKBONES:
         raise UserError(f"model.backbone: {backbone!r} is not one of {', '.join(BACKBONES)}")
     alpha = section.get("alpha", float, default=0.25)
     if not 0 < alpha <= 4:
         raise UserError(f"model.alpha: {alpha} is out of range: use a width multiplier in (0, 4]")
+    if backbone == "mobilenet_v1" and alpha < MIN_ALPHA_V1:
+        raise UserError(
+            f"model.alpha: {alpha} gives mobilenet_v1 convolutions with no filters "
+            f"(32 × alpha < 1): use alpha >= {MIN_ALPHA_V1}, e.g. 0.25"
+        )
     shape = section.get("input_shape", list, default=[96, 96, 3])
     if (
         len(shape) != 3
@@ -284,20 +363,36 @@ def _parse_model(section: _Section, base: Path) -> ModelConfig:
     parsed_heads = tuple(_parse_head(h, f"model.heads[{i}]") for i, h in enumerate(heads))
     _check_unique(parsed_heads)
     weights = section.get("weights", str, default=None)
-    weights_path = (base / weights).resolve() if weights else None
+    weights_path = _resolve(base, weights, "model.weights") if weights else None
     if weights_path is not None and not weights_path.is_file():
         raise UserError(
             f"model.weights: {weights_path} not found: give a Keras .weights.h5 file or null"
         )
+    if weights_path is not None and not weights_path.name.endswith(".weights.h5"):
+        raise UserError(
+            f"model.weights: {weights_path.name} is not a .weights.h5 file: save the weights "
+            "with model.save_weights('name.weights.h5'), or give a whole .keras model as model.path"
+        )
+    return ModelConfig(backbone, alpha, tuple(shape), parsed_heads, weights_path, _seed(section))
+
+
+def _seed(section: _Section) -> int:
+    """A seed NumPy and Keras both take: a whole number in 0 .. 2**31 - 1."""
     seed = section.get("seed", int, default=0)
-    return ModelConfig(backbone, alpha, tuple(shape), parsed_heads, weights_path, seed)
+    if seed < 0:
+        raise UserError(f"{section.where}.seed: {seed} is negative: use a whole number >= 0")
+    return seed
 
 
 def _parse_model_file(section: _Section, path: Path) -> ModelConfig:
     """`model.path`: the file brings its architecture, input shape and outputs."""
-    path = path.resolve()
-    if not path.is_file() or path.suffix != ".keras":
-        raise UserError(f"model.path: {path} is not a .keras file: save your model with model.save")
+    if not path.is_file():
+        raise UserError(f"model.path: {path} not found: give a model saved with model.save")
+    if path.suffix != ".keras":
+        raise UserError(
+            f"model.path: {path.name} is not a .keras file: save your model with "
+            "model.save('name.keras')"
+        )
     extra = [key for key in _ARCHITECTURE_KEYS if key in section.raw]
     if extra:
         raise UserError(
@@ -309,7 +404,7 @@ def _parse_model_file(section: _Section, path: Path) -> ModelConfig:
         _parse_head(h, f"model.heads[{i}]", needs_classes=False) for i, h in enumerate(heads)
     )
     _check_unique(parsed)
-    return ModelConfig(None, None, None, parsed, None, section.get("seed", int, default=0), path)
+    return ModelConfig(None, None, None, parsed, None, _seed(section), path)
 
 
 def _check_unique(heads: tuple[Head, ...]) -> None:
@@ -334,7 +429,7 @@ def _parse_head(raw: Any, where: str, needs_classes: bool = True) -> Head:
     labels = section.get("labels", list, default=None)
     num_classes = section.get("num_classes", int, default=None)
     if labels is not None:
-        labels = tuple(str(label) for label in labels)
+        labels = tuple(_label(label, f"{where}.labels") for label in labels)
         if len(set(labels)) != len(labels):
             raise UserError(f"{where}.labels: labels of head {name!r} must be unique")
         if num_classes is not None and num_classes != len(labels):
@@ -346,6 +441,18 @@ def _parse_head(raw: Any, where: str, needs_classes: bool = True) -> Head:
     if (needs_classes and num_classes is None) or (num_classes is not None and num_classes < 2):
         raise UserError(f"{where}: head {name!r} needs labels or num_classes >= 2")
     return Head(name, num_classes, labels)
+
+
+def _label(value: Any, where: str) -> str:
+    """A class label as the data spells it. YAML reads unquoted yes/no/on/off as booleans."""
+    if isinstance(value, bool):
+        raise UserError(
+            f"{where}: {value} is a boolean, as YAML reads unquoted yes, no, on, off, true and "
+            "false: quote the label, e.g. 'yes'"
+        )
+    if not isinstance(value, str | int | float) or str(value).strip() == "":
+        raise UserError(f"{where}: each label must be a non-empty name, got {value!r}")
+    return str(value)
 
 
 def _parse_train(raw: dict, model: ModelConfig, base: Path) -> TrainConfig:
@@ -392,11 +499,15 @@ def _parse_train(raw: dict, model: ModelConfig, base: Path) -> TrainConfig:
                 f"train.loss_weights.{head}: no such head"
                 + (f": did you mean {hint!r}?" if hint else "")
             )
-        if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
-            raise UserError(f"train.loss_weights.{head}: {weight!r} must be a number >= 0")
+        if (
+            not isinstance(weight, int | float)
+            or isinstance(weight, bool)
+            or not 0 <= weight < math.inf
+        ):
+            raise UserError(f"train.loss_weights.{head}: {weight!r} must be a finite number >= 0")
     early_stopping = section.get("early_stopping", int, default=5)
     augment = _parse_augment(section.raw.get("augment", {}))
-    seed = section.get("seed", int, default=model.seed)
+    seed = _seed(section) if "seed" in section.raw else model.seed
     return TrainConfig(
         data,
         validation,
@@ -435,9 +546,14 @@ def _parse_evaluation(raw: dict, base: Path) -> EvaluationConfig:
 def _labelled_path(value: str | None, base: Path, field: str) -> Path:
     if value is None:
         raise UserError(f"{field}: give a labelled set: a folder <head>/<class>/ or a .csv file")
-    path = (base / value).resolve()
+    path = _resolve(base, value, field)
     if not path.exists():
         raise UserError(f"{field}: {path} not found: give a folder <head>/<class>/ or a .csv file")
+    if not path.is_dir() and not (path.is_file() and path.suffix.lower() == ".csv"):
+        raise UserError(
+            f"{field}: {path} is neither a folder nor a .csv file: give a folder "
+            "<head>/<class>/ or a CSV path,<head>,..."
+        )
     return path
 
 
@@ -446,7 +562,11 @@ def _parse_calibration(raw: dict, base: Path) -> CalibrationConfig:
     data = section.get("data", str, default=None)
     if data is None:
         raise UserError("calibration.data: give the folder of calibration images")
-    data_path = (base / data).resolve()
+    data_path = _resolve(base, data, "calibration.data")
+    if data_path.is_file():
+        raise UserError(
+            f"calibration.data: {data_path} is a file: give the folder that holds the images"
+        )
     if not data_path.is_dir():
         raise UserError(f"calibration.data: folder {data_path} not found: point it at your images")
     samples = section.get("samples", int, default=200)
@@ -464,8 +584,12 @@ def _parse_input_range(value: list) -> tuple[float, float]:
     `lo + p * (hi - lo) / 255` is exact only when `-lo * 255 / (hi - lo)` is an integer in
     0..255. `[-1, 1]` is not (zero point 127.5); `[-1, 0.9921875]` (pixel / 128 - 1) is.
     """
-    if len(value) != 2 or not all(isinstance(v, int | float) for v in value):
-        raise UserError(f"calibration.input_range: {value} must be [lo, hi], e.g. [0.0, 1.0]")
+    if len(value) != 2 or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    ):
+        raise UserError(
+            f"calibration.input_range: {value} must be two finite numbers [lo, hi], e.g. [0.0, 1.0]"
+        )
     lo, hi = float(value[0]), float(value[1])
     if not lo < hi or not lo <= 0 <= hi:
         raise UserError(
@@ -503,7 +627,7 @@ def _parse_output(raw: dict, base: Path) -> OutputConfig:
             "use letters, digits, '_', '.' and '$', e.g. .nn_model"
         )
     return OutputConfig(
-        dir=(base / output_dir).resolve() if output_dir else Path("outputs").resolve(),
+        dir=_resolve(base, output_dir, "output.dir") if output_dir else Path("outputs").resolve(),
         require_fit=section.get("require_fit", bool, default=False),
         c_array_section=linker_section,
     )
@@ -592,8 +716,11 @@ def _parse_custom_boards(raw: dict) -> dict[str, Board]:
     presets = preset_boards()
     for name, spec in raw.items():
         where = f"boards.{name}"
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise UserError(f"{where}: a board name may only use letters, digits, '_' and '-'")
+        if not isinstance(name, str) or not NAME_PATTERN.match(name) or len(name) > MAX_NAME_LENGTH:
+            raise UserError(
+                f"{where}: a board name may only use letters, digits, '_' and '-', "
+                f"at most {MAX_NAME_LENGTH} of them"
+            )
         if name in presets:
             raise UserError(f"{where}: {name!r} is a preset board: give yours another name")
         section = _Section(spec, where, ("accelerator", "clock_mhz", "sram", "flash"))
@@ -663,15 +790,26 @@ class _Section:
         self.where = where
 
     def get(self, key: str, kind: type, default: Any) -> Any:
+        """The value of `key` checked to be of `kind`, `default` when absent or null.
+
+        YAML's booleans are ints to Python, and its .nan and .inf are floats: neither passes for
+        a number. Whole numbers are bounded, so no count overflows TensorFlow's int32.
+        """
         full = f"{self.where}.{key}" if self.where else key
         value = self.raw.get(key)
         if value is None:
             return default
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
         wrong_bool = isinstance(value, bool) and kind is not bool
+        if kind is float and isinstance(value, int) and not wrong_bool:
+            if abs(value) > 1e300:  # beyond any float; YAML reads 1e400 as inf, 10**400 as int
+                raise UserError(f"{full}: a {len(str(value))}-digit number is too large")
+            value = float(value)
         if wrong_bool or not isinstance(value, kind):
             raise UserError(f"{full}: expected {_KIND_NAMES[kind]}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise UserError(f"{full}: expected a finite number, got {value!r}")
+        if kind is int and abs(value) > MAX_WHOLE_NUMBER:
+            raise UserError(f"{full}: {value} is too large: use at most {MAX_WHOLE_NUMBER:,}")
         return value
 
 
@@ -688,6 +826,47 @@ _KIND_NAMES = {
 def _nearest(word: str, choices: tuple[str, ...] | list[str]) -> str | None:
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return matches[0] if matches else None
+
+
+def _resolve(base: Path, value: str, field: str) -> Path:
+    """`value` made absolute against `base`, refused when the OS cannot look it up at all.
+
+    A NUL byte, a name longer than the OS allows or a loop of symbolic links would otherwise
+    raise from the first `is_dir()`; a path that does not exist (yet) is for the caller to judge.
+    """
+    try:
+        path = (base / value).resolve()
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return path
+    except (OSError, ValueError, RuntimeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else str(error)
+        shown = value if len(value) <= 80 else f"{value[:77]}..."
+        raise UserError(f"{field}: {shown!r} is not a usable path ({reason}): fix it") from None
+    return path
+
+
+def _check_output_dir(folder: Path, name: str, field: str) -> None:
+    """Refuse an output folder a build could not create or publish into.
+
+    The build creates `folder` (and missing parents) and moves its result to `folder/<name>`:
+    a file at either place, or at a parent, fails only after minutes of work otherwise.
+    """
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == folder:
+            raise UserError(f"{field}: {folder} is a file: give a folder (created if missing)")
+        raise UserError(f"{field}: cannot create {folder}: {existing} is a file: give a folder")
+    final = folder / name
+    if final.exists() and not final.is_dir():
+        raise UserError(
+            f"{field}: {final} is a file where the build's folder goes: remove it, or change "
+            "name or the output folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{field}: cannot write in {existing}: give a folder you can write to")
 
 
 def display_path(path: Path) -> str:

@@ -4,17 +4,42 @@ Each image is rotated as its EXIF orientation says, converted to RGB or L (greys
 model's input needs, and resized as a whole to W×H with bilinear filtering (no crop, so the
 aspect ratio may change). Firmware that prepares camera frames the same way sees what the
 calibration saw. No TensorFlow here: `validate` uses this module too.
+
+Every reader of images (calibration, labelled sets) goes through `load_image`, which turns
+whatever Pillow raises for a file into one `ImageError` naming the reason, so calibration (which
+skips such files) and labelled sets (which refuse them) agree on what is unreadable. What loads:
+
+- any mode Pillow converts: palette (with or without transparency), RGBA and LA (the alpha
+  channel is dropped, as Pillow's conversion does), 1-bit, CMYK JPEGs;
+- 16-bit greyscale (PNG, TIFF; and 32-bit mode I with values in 0..65535), scaled to 8 bits
+  (`v * 255 / 65535`): Pillow's own conversion would clip every value above 255 to white;
+  16-bit RGB PNGs Pillow already reads as 8-bit;
+- animated GIF, PNG or WebP: the first frame;
+- images up to Pillow's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS` × 2, about 179
+  million pixels), without Pillow's warning above half of it.
+
+What does not: files Pillow cannot identify or decode (zero bytes, corrupt, truncated), larger
+images, floating-point images and 32-bit integer ones with values outside 0..65535 (their
+range is unknown: convert them to 8-bit first).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+class ImageError(Exception):
+    """An image file that cannot be used. The message completes "image <path> ...", e.g.
+    "is not an image Pillow can read (...)"."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +61,29 @@ def find_images(folder: Path) -> list[Path]:
 
 
 def load_image(path: Path, height: int, width: int, channels: int) -> np.ndarray:
-    """One image as uint8 (H, W, C). Raises OSError or ValueError if Pillow cannot read it."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        image = image.convert("RGB" if channels == 3 else "L")
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-        pixels = np.asarray(image, dtype=np.uint8)
+    """One image as uint8 (H, W, C). Raises `ImageError` when the file cannot be used."""
+    try:
+        # Pillow warns about images above half its bomb limit and about odd metadata; both
+        # still load, and a warning would add lines to the CLI's one-line output.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as opened:
+                image = _to_eight_bits(ImageOps.exif_transpose(opened))
+                image = image.convert("RGB" if channels == 3 else "L")
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageError("does not exist") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(
+            "is not an image Pillow can read (empty, corrupt or another format)"
+        ) from None
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"is too large to decode safely ({error.args[0].split(',')[0]})") from None
+    except (OSError, ValueError) as error:
+        raise ImageError(f"cannot be decoded ({_first_line(error)})") from None
     return pixels.reshape(height, width, channels)
 
 
@@ -66,9 +108,34 @@ def select_images(
         path = paths[index]
         try:
             arrays.append(load_image(path, height, width, channels))
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except ImageError:
             skipped += 1
             continue
         chosen.append(path)
     pixels = np.stack(arrays) if arrays else np.zeros((0, *shape), dtype=np.uint8)
     return ImageSelection(pixels, tuple(chosen), len(paths), skipped)
+
+
+def _to_eight_bits(image: Image.Image) -> Image.Image:
+    """16-bit greyscale scaled to 8 bits; other integer modes as they are (Pillow converts them).
+
+    Pillow converts 16- and 32-bit greyscale to L by clipping at 255, which turns a normal
+    16-bit photo white. Mode I (32-bit) is how some Pillow versions open 16-bit PNGs, so its
+    values are read as 16-bit too. Floating-point pixels have no known range: refused.
+    """
+    if image.mode == "F":
+        raise ImageError("has floating-point pixels: convert it to 8-bit")
+    if image.mode not in _SIXTEEN_BIT_MODES:
+        return image
+    values = np.asarray(image).astype(np.int64)
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ImageError("has 32-bit integer pixels outside 0..65535: convert it to 8-bit")
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8))
+
+
+def _first_line(error: Exception) -> str:
+    """The reason alone: an OSError's text would repeat the path the message already names."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -21,7 +21,7 @@ import numpy as np
 
 from generator.config import Head
 from generator.errors import UserError
-from generator.images import IMAGE_SUFFIXES, load_image
+from generator.images import IMAGE_SUFFIXES, ImageError, load_image
 
 MISSING = -1
 
@@ -42,14 +42,20 @@ def read_labelled(
     source: Path, heads: tuple[Head, ...], shape: tuple[int, int, int], field: str
 ) -> LabelledImages:
     """Load a labelled set from a folder or a .csv file; `field` names it in errors."""
-    if source.suffix.lower() == ".csv":
-        paths, names = _read_manifest(source, heads, field)
-    elif source.is_dir():
+    if source.is_dir():
         paths, names = _read_folders(source, heads, field)
+    elif source.suffix.lower() == ".csv" and source.is_file():
+        paths, names = _read_manifest(source, heads, field)
     else:
-        raise UserError(f"{field}: {source} is neither a folder nor a .csv file")
+        raise UserError(
+            f"{field}: {source} is neither a folder nor a .csv file: give a folder "
+            "<head>/<class>/ or a CSV path,<head>,..."
+        )
     if not paths:
-        raise UserError(f"{field}: no labelled images in {source}")
+        raise UserError(
+            f"{field}: no labelled images in {source}: list images in the CSV, or put them in "
+            "<head>/<class>/ folders"
+        )
     classes = {head.name: _class_order(head, names[head.name], field) for head in heads}
     labels = np.full((len(paths), len(heads)), MISSING, dtype=np.int64)
     for column, head in enumerate(heads):
@@ -64,18 +70,40 @@ def read_labelled(
 def _read_manifest(
     source: Path, heads: tuple[Head, ...], field: str
 ) -> tuple[list[Path], dict[str, list[str]]]:
-    if not source.is_file():
-        raise UserError(f"{field}: {source} not found")
-    with source.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    columns = set(rows[0]) if rows else set()
+    """Rows of a CSV manifest. UTF-8, with or without the byte-order mark spreadsheets add."""
+    needed = f"path,{','.join(h.name for h in heads)}"
+    try:
+        with source.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{field}: {source} is not UTF-8 text (byte {error.start}): save it as a UTF-8 CSV"
+        ) from None
+    except csv.Error as error:
+        raise UserError(f"{field}: {source} is not a readable CSV ({error}): fix it") from None
+    if not columns:
+        raise UserError(f"{field}: {source} is empty: its first line must be {needed}")
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise UserError(f"{field}: {source} repeats the column {repeated[0]!r}: keep one")
     missing = [h.name for h in heads if h.name not in columns]
     if "path" not in columns or missing:
         raise UserError(
-            f"{field}: {source} needs the columns path,{','.join(h.name for h in heads)}"
+            f"{field}: {source} needs the columns {needed}"
             + (f" (missing: {', '.join(missing)})" if missing else "")
         )
-    paths = [source.parent / row["path"].strip() for row in rows]
+    paths = []
+    for line, row in enumerate(rows, start=2):
+        # A row shorter than the header gives None for the cells it lacks.
+        cell = (row["path"] or "").strip()
+        if not cell:
+            raise UserError(
+                f"{field}: {source} row {line} has no path: give the image's path relative to "
+                "the CSV, or remove the row"
+            )
+        paths.append(source.parent / cell)
     names = {h.name: [(row[h.name] or "").strip() for row in rows] for h in heads}
     return paths, names
 
@@ -129,5 +157,5 @@ def _class_order(head: Head, names: list[str], field: str) -> tuple[str, ...]:
 def _load(path: Path, shape: tuple[int, int, int], field: str) -> np.ndarray:
     try:
         return load_image(path, *shape)
-    except (OSError, ValueError) as error:
-        raise UserError(f"{field}: cannot read image {path} ({error}): fix or remove it") from None
+    except ImageError as error:
+        raise UserError(f"{field}: image {path} {error}: fix or remove it") from None
