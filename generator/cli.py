@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import time
 import traceback
@@ -20,12 +21,15 @@ from generator.config import Config, display_path, load_config
 from generator.errors import UserError, VerificationError
 from generator.images import find_images, select_images
 from generator.labelled import read_labelled
-from generator.quiet import quiet_tensorflow
+from generator.quiet import muted, quiet_tensorflow
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quiet_tensorflow(enabled=not args.debug)
+    # A terminated build cleans up like an interrupted one (SIGKILL cannot be caught: the next
+    # build of the same name removes what such a build left).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "export-digits":
             return _export_digits(args.folder, args.folders)
@@ -44,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -152,7 +160,9 @@ def _run_pipeline(config: Config, verb: str, function: str) -> int:
     """Import TensorFlow (as a timed stage of its own), then run a `generator.pipeline` entry."""
     print(f"generator {__version__}: {verb} {config.name} from {config.source}", file=sys.stderr)
     stage = _StagePrinter()
-    with stage("import", "TensorFlow"):
+    # TensorFlow's native libraries log through absl before anything can configure it (on CPUs
+    # with AVX-512, "oneDNN custom operations are on" twice): mute the import itself.
+    with stage("import", "TensorFlow"), muted():
         import generator.pipeline
     info, written = getattr(generator.pipeline, function)(config, stage)
     print(f"done in {stage.total:.1f} s", file=sys.stderr)
@@ -163,6 +173,9 @@ def _run_pipeline(config: Config, verb: str, function: str) -> int:
 def _export_digits(folder: Path, folders: bool) -> int:
     from generator.digits import export_digits
 
+    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"export-digits: {existing} is a file: give a folder (created if missing)")
     manifests = export_digits(folder, folders=folders)
     print("wrote:")
     for path in [folder / "images", *manifests] + ([folder / "folders"] if folders else []):
@@ -189,7 +202,7 @@ def _print_summary(info: dict, written: list[Path]) -> None:
     if info.get("accuracy"):
         for name, head in info["accuracy"]["heads"].items():
             print(
-                f"  {name}: accuracy float {head['float_top1']:.2%}, quantized "
+                f"  {name}: accuracy float {head['float_top1']:.2%}, quantized (TFLite Micro) "
                 f"{head['quantized_top1']:.2%} ({head['drop_points']:+.2f} points drop) "
                 f"on {head['images']} images",
                 file=sys.stderr,

@@ -1,9 +1,12 @@
-"""Evaluate stage: top-1 accuracy of the float Keras model and the quantized .tflite on a
+"""Evaluate stage: top-1 accuracy of the float Keras model and of the quantized .tflite on a
 labelled set, per head, with the confusion matrix of the quantized model.
 
-The quantized figures come from the integer .tflite run in LiteRT. Vela's compiled model runs
-the same integer operators on the NPU; it cannot run here (its command stream needs the NPU).
-Each head is scored on the images that have a label for it.
+The quantized figures are TensorFlow Lite Micro's: what a Cortex-M computes. Vela's compiled
+model runs the same integer operators on the NPU; it cannot run here (its command stream needs
+the NPU). The host runtimes (LiteRT's built-in kernels and its default interpreter with XNNPACK)
+run the same file, and their accuracy and difference from TFLite Micro are reported beside it:
+a host user's figures can differ by a few images. Each head is scored on the images that have a
+label for it.
 """
 
 from __future__ import annotations
@@ -15,18 +18,37 @@ import numpy as np
 from generator.config import Head
 from generator.labelled import LabelledImages
 from generator.tflite_file import TfliteModel
-from generator.verify import float_logits, quantized_logits
+from generator.verify import (
+    REFERENCE,
+    RuntimeDifference,
+    check_runtimes,
+    compare_runtimes,
+    dequantize,
+    difference,
+    float_logits,
+    integer_outputs,
+    sqnr_db,
+)
+
+
+@dataclass(frozen=True)
+class RuntimeAccuracy:
+    """A host runtime on one head's labelled images."""
+
+    top1: float
+    difference: RuntimeDifference  # against TFLite Micro
 
 
 @dataclass(frozen=True)
 class HeadAccuracy:
     images: int
     float_top1: float
-    quantized_top1: float
+    quantized_top1: float  # TFLite Micro
     drop_points: float  # float minus quantized accuracy, in percentage points
-    agreement_top1: float
+    agreement_top1: float  # float vs TFLite Micro
     classes: tuple[str, ...]
-    confusion: list[list[int]]  # quantized model: rows are true classes, columns predicted
+    confusion: list[list[int]]  # TFLite Micro: rows are true classes, columns predicted
+    runtimes: dict[str, RuntimeAccuracy]  # host runtime -> its figures
 
 
 def evaluate_accuracy(
@@ -38,13 +60,21 @@ def evaluate_accuracy(
     input_range: tuple[float, float],
 ) -> dict[str, HeadAccuracy]:
     expected = float_logits(model, data.pixels, input_range)
-    actual = quantized_logits(content, tflite, data.pixels, heads)
+    outputs = integer_outputs(content, tflite, data.pixels, heads)
+    logits = {runtime: dequantize(raw, tflite) for runtime, raw in outputs.items()}
+    check_runtimes(
+        compare_runtimes(outputs, expected, tflite),
+        {head.name: sqnr_db(expected[head.name], logits[REFERENCE][head.name]) for head in heads},
+        "evaluation",
+    )
     results = {}
     for column, head in enumerate(heads):
         labelled = data.labels[:, column] >= 0
         truth = data.labels[labelled, column]
         float_pred = expected[head.name][labelled].argmax(axis=1)
-        quant_pred = actual[head.name][labelled].argmax(axis=1)
+        # Raw integers rank the classes as their dequantized values do (the scale is positive).
+        on_head = {runtime: values[head.name][labelled] for runtime, values in outputs.items()}
+        quant_pred = on_head[REFERENCE].argmax(axis=1)
         classes = data.classes[head.name]
         confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
         np.add.at(confusion, (truth, quant_pred), 1)
@@ -58,5 +88,18 @@ def evaluate_accuracy(
             agreement_top1=float(np.mean(float_pred == quant_pred)),
             classes=classes,
             confusion=confusion.tolist(),
+            runtimes={
+                runtime: RuntimeAccuracy(
+                    top1=float(np.mean(values.argmax(axis=1) == truth)),
+                    difference=difference(
+                        on_head[REFERENCE],
+                        values,
+                        expected[head.name][labelled],
+                        logits[runtime][head.name][labelled],
+                    ),
+                )
+                for runtime, values in on_head.items()
+                if runtime != REFERENCE
+            },
         )
     return results

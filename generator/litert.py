@@ -1,32 +1,63 @@
-"""LiteRT interpreter adapter: run a .tflite on a batch of inputs, one image at a time.
+"""LiteRT interpreter adapter: run a .tflite one image at a time with either kernel set a host
+user meets, and read intermediate tensors.
 
-LiteRT's built-in kernels run without the default XNNPACK delegate: integer models then go
-through the same TFLite kernels on every machine, closer to what TFLite Micro computes.
+- `litert_builtin`: LiteRT's built-in kernels without the default XNNPACK delegate
+  (`OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`).
+- `litert_default`: what `Interpreter(model_path=...)` gives a host user, with the XNNPACK
+  delegate taking the operators it supports. Its int8 kernels round differently, and which
+  kernels it picks depends on the CPU's instruction set.
+
+Outputs come back by position (output i is head i). LiteRT's own log lines (XNNPACK announcing
+itself) are muted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from generator.quiet import muted
 
-def run_tflite(content: bytes, inputs: np.ndarray) -> dict[int, np.ndarray]:
-    """Raw outputs for each input in `inputs` (N, H, W, C), keyed by output tensor index.
+KERNELS = {
+    "litert_builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    "litert_default": OpResolverType.AUTO,
+}
 
-    The model has batch size 1, so images go through one by one. Values are the integers the
-    model produces; dequantizing is the caller's business.
-    """
-    interpreter = Interpreter(
-        model_content=content,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
-    interpreter.allocate_tensors()
+
+def run_tflite(content: bytes, inputs: np.ndarray, runtime: str) -> list[np.ndarray]:
+    """Raw outputs by position, each (N, ...), for `inputs` (N, H, W, C) in `runtime`."""
+    interpreter = _interpreter(content, KERNELS[runtime])
     (model_input,) = interpreter.get_input_details()
     outputs = interpreter.get_output_details()
-    results = {d["index"]: np.empty((len(inputs), *d["shape"][1:]), d["dtype"]) for d in outputs}
+    results = [np.empty((len(inputs), *d["shape"][1:]), d["dtype"]) for d in outputs]
     for row, sample in enumerate(inputs):
         interpreter.set_tensor(model_input["index"], sample[None].astype(model_input["dtype"]))
         interpreter.invoke()
-        for detail in outputs:
-            results[detail["index"]][row] = interpreter.get_tensor(detail["index"])[0]
+        for result, detail in zip(results, outputs, strict=True):
+            result[row] = interpreter.get_tensor(detail["index"])[0]
     return results
+
+
+def intermediate_tensors(
+    content: bytes, inputs: np.ndarray, indices: list[int]
+) -> Iterator[dict[int, np.ndarray]]:
+    """For each input, the values of the tensors `indices` (built-in kernels, every tensor kept)."""
+    interpreter = _interpreter(content, KERNELS["litert_builtin"], preserve_all_tensors=True)
+    (model_input,) = interpreter.get_input_details()
+    for sample in inputs:
+        interpreter.set_tensor(model_input["index"], sample[None].astype(model_input["dtype"]))
+        interpreter.invoke()
+        yield {index: interpreter.get_tensor(index) for index in indices}
+
+
+def _interpreter(content: bytes, kernels, preserve_all_tensors: bool = False) -> Interpreter:
+    with muted():
+        interpreter = Interpreter(
+            model_content=content,
+            experimental_op_resolver_type=kernels,
+            experimental_preserve_all_tensors=preserve_all_tensors,
+        )
+        interpreter.allocate_tensors()
+    return interpreter

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import AbstractContextManager
@@ -24,7 +25,7 @@ from generator.boards import Fit, fit_on_board
 from generator.build import BuiltModel, build, build_model
 from generator.calibrate import load_calibration_set
 from generator.config import Config, Head, display_path
-from generator.convert import convert_to_tflite
+from generator.convert import convert_to_tflite, tensor_layers
 from generator.errors import UserError, VerificationError
 from generator.evaluate import evaluate_accuracy
 from generator.firmware import CompiledFor, write_c_array
@@ -56,7 +57,8 @@ class Stage(Protocol):
 def run_build(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     """Run every stage; return the quantization info and the paths written, in order."""
     config.output.dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{config.name}-", dir=config.output.dir))
+    _clear_debris(config.output.dir, config.name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{config.name}-{os.getpid()}-", dir=config.output.dir))
     staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
     try:
         info, written = _build_into(staging, config, stage)
@@ -88,11 +90,16 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
 
     with stage("convert", f"quantizing on {len(calibration.calibration)} images"):
         content = convert_to_tflite(
-            built.model, calibration.calibration, input_range, config.quantization
+            built.model,
+            calibration.calibration,
+            input_range,
+            config.quantization,
+            heads=[head.name for head in built.heads],
         )
         tflite_path = folder / f"{name}.tflite"
         tflite_path.write_bytes(content)
         tflite = read_tflite(content)
+        layers = tensor_layers(tflite, built.model, [head.name for head in built.heads])
 
     targets = ", ".join(t.key for t in config.vela.targets)
     with stage("compile", f"Vela for {targets}"):
@@ -112,9 +119,9 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         fits = _board_fits(config, built, vela_results)
 
     images = len(calibration.held_out)
-    with stage("verify", f"float vs quantized, TFLite Micro vs LiteRT, on {images} images"):
+    with stage("verify", f"float vs TFLite Micro, LiteRT vs TFLite Micro, on {images} images"):
         verification = verify(
-            built.model, content, tflite, built.heads, calibration.held_out, input_range
+            built.model, content, tflite, built.heads, calibration.held_out, input_range, layers
         )
 
     with stage("arena", "smallest TFLite Micro tensor arena"):
@@ -130,17 +137,18 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
 
     with stage("report", "quantization info and report"):
         info = quantization_info(
-            config,
-            built,
-            content,
-            tflite,
-            calibration,
-            vela_results,
-            verification,
-            arena,
-            fits,
-            training,
-            accuracy,
+            config=config,
+            built=built,
+            content=content,
+            tflite=tflite,
+            layers=layers,
+            calibration=calibration,
+            vela=vela_results,
+            verification=verification,
+            arena_bytes=arena,
+            fits=fits,
+            training=training,
+            accuracy=accuracy,
         )
         info_path = folder / f"{name}_quantization_info.json"
         report_path = folder / f"{name}_report.md"
@@ -244,9 +252,16 @@ def run_evaluate(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     with stage("load", display_path(folder)):
         import keras
 
-        with muted():
-            model = keras.saving.load_model(keras_path, compile=False)
-        info = json.loads(info_path.read_text())
+        try:
+            with muted():
+                model = keras.saving.load_model(keras_path, compile=False)
+            info = json.loads(info_path.read_text())
+        except (ValueError, OSError) as error:  # json.JSONDecodeError is a ValueError
+            raise UserError(
+                f"evaluate: the build in {display_path(folder)} cannot be read "
+                f"({str(error).splitlines()[0][:120]}): run 'python -m generator build "
+                f"{display_path(config.source)}' again"
+            ) from None
         heads = tuple(
             Head(h["name"], h["num_classes"], tuple(h["labels"]) if h["labels"] else None)
             for h in info["heads"]
@@ -341,6 +356,35 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _clear_debris(folder: Path, name: str) -> None:
+    """Undo what killed builds of `name` left in `folder`.
+
+    A build killed with SIGKILL cannot clean up: its staging folder `.<name>-<pid>-<random>`
+    stays. Those whose process is gone are removed (a running build's are not). A build killed
+    while publishing may have moved the previous result to `.<name>-old` without putting the new
+    one in place: the previous result is restored.
+    """
+    staging = re.compile(rf"\.{re.escape(name)}-(\d+)-\w+")
+    for path in folder.iterdir():
+        match = staging.fullmatch(path.name)
+        if match and path.is_dir() and not _running(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
+    final, old = folder / name, folder / f".{name}-old"
+    if old.is_dir() and not final.exists():
+        old.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _publish(staging: Path, final: Path) -> None:

@@ -22,7 +22,14 @@ from generator.tflite_file import TfliteModel
 from generator.tflm import NPU_ARENA_MARGIN_BYTES, npu_arena_bytes
 from generator.train import TrainingResult
 from generator.vela import VelaResult
-from generator.verify import HeadFidelity, Verification
+from generator.verify import (
+    GATING_RUNTIME,
+    REFERENCE,
+    SATURATION_WARNING,
+    SQNR_MARGIN_DB,
+    RuntimeDifference,
+    Verification,
+)
 
 
 @dataclass(frozen=True)
@@ -40,15 +47,27 @@ class AccuracyOutcome:
     tflite_bytes: int
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# How each runtime is described wherever a figure names it.
+RUNTIME_TITLES = {
+    REFERENCE: "TFLite Micro (what a Cortex-M runs)",
+    "litert_builtin": "LiteRT built-in kernels",
+    "litert_default": "LiteRT default interpreter (XNNPACK)",
+}
+
+# Intermediate tensors listed in the Markdown report, most clipped first.
+CLIPPING_LISTED = 5
 _COUNTED_DTYPES = ("uint8", "int8", "int16", "int32", "float32")
 
 
 def quantization_info(
+    *,
     config: Config,
     built: BuiltModel,
     content: bytes,
     tflite: TfliteModel,
+    layers: dict[str, str],
     calibration: CalibrationSet,
     vela: list[VelaResult],
     verification: Verification,
@@ -101,20 +120,40 @@ def quantization_info(
             "samples": len(calibration.calibration),
             "held_out": len(calibration.held_out),
         },
-        "vela": {result.target.key: _vela_info(result) for result in vela},
+        "vela": {result.target.key: _vela_info(result, layers) for result in vela},
         "boards": {fit.board.name: _fit_info(fit) for fit in fits},
         "fidelity": {
-            name: {
-                "agreement_top1": f.agreement_top1,
-                "sqnr_db": f.sqnr_db,
-                "max_abs_error": f.max_abs_error,
-                "images": f.images,
-            }
-            for name, f in fidelity.items()
+            "runtime": REFERENCE,
+            "images": len(calibration.held_out),
+            "heads": {
+                name: {
+                    "agreement_top1": f.agreement_top1,
+                    "sqnr_db": f.sqnr_db,
+                    "max_abs_error": f.max_abs_error,
+                    "saturated": f.saturated,
+                }
+                for name, f in fidelity.items()
+            },
+        },
+        "runtimes": {
+            "reference": REFERENCE,
+            "images": len(calibration.held_out),
+            "sqnr_margin_db": SQNR_MARGIN_DB,
+            "gating": GATING_RUNTIME,
+            "compared": {
+                runtime: {name: _difference_info(d) for name, d in heads.items()}
+                for runtime, heads in verification.runtimes.items()
+            },
+        },
+        "clipping": {
+            "runtime": "litert_builtin",
+            "images": len(calibration.held_out),
+            "tensors": [
+                {"layer": c.layer, "tensor": c.tensor, "operator": c.operator, "clipped": c.clipped}
+                for c in verification.clipping
+            ],
         },
         "tflm": {
-            "images": next(iter(fidelity.values())).images,
-            "max_step_difference": verification.reference_steps,
             "arena_bytes": arena_bytes,
             "arena_basis": "measured: the smallest arena in which TFLite Micro allocated and ran "
             "the .tflite, on a 64-bit host (an upper bound for a 32-bit Cortex-M)",
@@ -132,7 +171,7 @@ def quantization_info(
         "training": None if training is None else _training_info(training),
         "accuracy": None if accuracy is None else accuracy_info(accuracy),
         "warnings": _warnings(
-            config, calibration, vela, fits, fidelity, trained=training is not None
+            config, calibration, vela, fits, verification, trained=training is not None
         ),
         "versions": {
             "generator": __version__,
@@ -171,6 +210,7 @@ def _training_info(training: TrainingOutcome) -> dict:
 def accuracy_info(accuracy: AccuracyOutcome) -> dict:
     return {
         "data": display_path(accuracy.data),
+        "quantized_runtime": REFERENCE,
         "keras_bytes": accuracy.keras_bytes,
         "tflite_bytes": accuracy.tflite_bytes,
         "heads": {
@@ -182,9 +222,21 @@ def accuracy_info(accuracy: AccuracyOutcome) -> dict:
                 "agreement_top1": a.agreement_top1,
                 "labels": list(a.classes),
                 "confusion_matrix": a.confusion,
+                "runtimes": {
+                    runtime: {"top1": r.top1, **_difference_info(r.difference)}
+                    for runtime, r in a.runtimes.items()
+                },
             }
             for name, a in accuracy.heads.items()
         },
+    }
+
+
+def _difference_info(difference: RuntimeDifference) -> dict:
+    return {
+        "max_step_difference": difference.max_step_difference,
+        "agreement_top1": difference.agreement_top1,
+        "sqnr_db": difference.sqnr_db,
     }
 
 
@@ -203,7 +255,7 @@ def _head_info(head, tflite: TfliteModel) -> dict:
     }
 
 
-def _vela_info(result: VelaResult) -> dict:
+def _vela_info(result: VelaResult, layers: dict[str, str]) -> dict:
     return {
         "accelerator": result.target.accelerator,
         "board": result.target.board.name if result.target.board else None,
@@ -222,8 +274,17 @@ def _vela_info(result: VelaResult) -> dict:
         "cycles": result.cycles,
         "vela_tflite_bytes": result.vela_tflite_bytes,
         "compiled_operators": result.compiled_operators,
-        "layers": _layers_info(result),
+        "layers": _layers_info(result, layers),
     }
+
+
+def _keras_layer(name: str, layers: dict[str, str]) -> str:
+    """The Keras layer of a Vela row: its tensor's, or for a tensor Vela made while rewriting
+    (`<tensor>_intermediate`, ...) the one of the longest tensor name it starts with."""
+    if name in layers:
+        return layers[name]
+    prefixes = [known for known in layers if name.startswith(known)]
+    return layers[max(prefixes, key=len)] if prefixes else name
 
 
 def _fit_info(fit: Fit) -> dict:
@@ -242,8 +303,9 @@ def _fit_info(fit: Fit) -> dict:
     }
 
 
-def _layers_info(result: VelaResult) -> list[dict]:
-    """Vela's per-layer rows; `share` is of the summed per-layer cycles."""
+def _layers_info(result: VelaResult, layers: dict[str, str]) -> list[dict]:
+    """Vela's per-layer rows; `share` is of the summed per-layer cycles. `layer` is the Keras
+    layer a user recognises, `name` Vela's (the fused tensor name)."""
     total = sum(layer.cycles for layer in result.layers) or 1
     return [
         {
@@ -252,6 +314,7 @@ def _layers_info(result: VelaResult) -> list[dict]:
             "cycles": layer.cycles,
             "share": layer.cycles / total,
             "macs": layer.macs,
+            "layer": _keras_layer(layer.name, layers),
             "name": layer.name,
         }
         for layer in result.layers
@@ -263,9 +326,10 @@ def _warnings(
     calibration: CalibrationSet,
     vela: list[VelaResult],
     fits: list[Fit],
-    fidelity: dict[str, HeadFidelity],
+    verification: Verification,
     trained: bool,
 ) -> list[str]:
+    fidelity = verification.fidelity
     warnings = []
     constant = [name for name, f in fidelity.items() if f.constant_output]
     if constant:
@@ -274,6 +338,18 @@ def _warnings(
             f"The outputs of head(s) {', '.join(constant)} are constant over the {images} "
             "held-out images: the weights look untrained, so the agreement and SQNR figures "
             "mean nothing. Size, memory and latency figures still hold."
+        )
+    saturated = {
+        name: f.saturated for name, f in fidelity.items() if f.saturated > SATURATION_WARNING
+    }
+    if saturated:
+        warnings.append(
+            "Logits sit at the integer limit on "
+            + ", ".join(
+                f"{share:.1%} of images for head {name}" for name, share in saturated.items()
+            )
+            + ": calibration did not cover those heads' range, so their largest logits are "
+            "clipped. Calibrate on images like the ones the model will see."
         )
     if config.model.path is None and config.model.weights is None and not trained:
         warnings.append(
@@ -382,30 +458,35 @@ def render_markdown(info: dict) -> str:
     lines += [
         "",
         "SRAM is Vela's figure for the NPU's tensor arena; the arena a firmware must reserve "
-        "is in the TensorFlow Lite Micro section below.",
+        "is in the Tensor arena section below.",
     ]
     if info["boards"]:
         lines += _board_lines(info["boards"])
     for key, v in info["vela"].items():
         lines += _layer_lines(key, v["layers"])
+    fidelity = info["fidelity"]
     lines += [
         "",
-        "## Fidelity: float Keras vs quantized .tflite (LiteRT)",
+        f"## Fidelity: float Keras vs quantized .tflite in {RUNTIME_TITLES[fidelity['runtime']]}",
         "",
-        f"On {info['calibration']['held_out']} held-out images from "
+        f"On {fidelity['images']} held-out images from "
         f"`{info['calibration']['source']}` (calibrated on {info['calibration']['samples']} "
         f"others; {info['calibration']['images_found']} image files found, "
-        f"{info['calibration']['images_skipped']} unreadable skipped).",
+        f"{info['calibration']['images_skipped']} unreadable skipped). Saturated: the share of "
+        "images on which a logit sits at the integer limit (warned above "
+        f"{SATURATION_WARNING:.0%}).",
         "",
-        "| head | top-1 agreement | SQNR dB | max abs error | images |",
+        "| head | top-1 agreement | SQNR | max abs error | saturated |",
         "|---|---|---|---|---|",
     ]
-    for name, f in info["fidelity"].items():
-        sqnr = "exact" if f["sqnr_db"] is None else f"{f['sqnr_db']:.1f}"
+    for name, f in fidelity["heads"].items():
         lines.append(
-            f"| {name} | {f['agreement_top1']:.1%} | {sqnr} | {f['max_abs_error']:.4g} | "
-            f"{f['images']} |"
+            f"| {name} | {f['agreement_top1']:.1%} | {_sqnr(f['sqnr_db'])} | "
+            f"{f['max_abs_error']:.4g} | "
+            f"{f['saturated']:.1%} |"
         )
+    lines += _runtime_lines(info["runtimes"])
+    lines += _clipping_lines(info["clipping"])
     lines += _tflm_lines(info["tflm"])
     if info.get("training"):
         lines += _training_lines(info["training"])
@@ -414,14 +495,58 @@ def render_markdown(info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _tflm_lines(tflm: dict) -> list[str]:
-    steps = ", ".join(f"{name} {step}" for name, step in tflm["max_step_difference"].items())
+def _runtime_lines(runtimes: dict) -> list[str]:
+    compared = runtimes["compared"]
+    heads = list(next(iter(compared.values())))
     lines = [
         "",
-        "## TensorFlow Lite Micro",
+        "## How the host runtimes differ from TFLite Micro",
         "",
-        f"The .tflite in TFLite Micro's reference interpreter against LiteRT on {tflm['images']} "
-        f"images, largest difference in quantization steps per head: {steps} (at most 1 passes).",
+        f"The same .tflite on the same {runtimes['images']} images. Per head: the largest "
+        "difference from TFLite Micro's integer outputs in quantization steps, top-1 agreement "
+        "with TFLite Micro, and SQNR against the float model. Kernels round differently, and "
+        "a network can amplify a one-step difference into many, so these are information. The "
+        f"build fails only when {RUNTIME_TITLES[runtimes['gating']]} pick other classes than "
+        "TFLite Micro while TFLite Micro's SQNR is more than "
+        f"{runtimes['sqnr_margin_db']:g} dB lower than theirs.",
+        "",
+        "| runtime | " + " | ".join(heads) + " |",
+        "|---|" + "---|" * len(heads),
+    ]
+    for runtime, by_head in compared.items():
+        lines.append(
+            f"| {RUNTIME_TITLES[runtime]} | "
+            + " | ".join(
+                f"{by_head[h]['max_step_difference']} steps, {by_head[h]['agreement_top1']:.1%}, "
+                + _sqnr(by_head[h]["sqnr_db"])
+                for h in heads
+            )
+            + " |"
+        )
+    return lines
+
+
+def _clipping_lines(clipping: dict) -> list[str]:
+    tensors = [t for t in clipping["tensors"] if t["clipped"] > 0][:CLIPPING_LISTED]
+    lines = [
+        "",
+        "## Clipping of intermediate activations",
+        "",
+        f"The share of values at the integer limits over {clipping['images']} held-out images "
+        f"({RUNTIME_TITLES[clipping['runtime']]}: TFLite Micro keeps no intermediate tensors), "
+        "leaving out an activation's own bounds (0 after ReLU, 6 after ReLU6). "
+        + ("Most clipped:" if tensors else "No layer clips."),
+    ]
+    if tensors:
+        lines += ["", "| layer | operator | clipped |", "|---|---|---|"]
+        lines += [f"| {t['layer']} | {t['operator']} | {t['clipped']:.2%} |" for t in tensors]
+    return lines
+
+
+def _tflm_lines(tflm: dict) -> list[str]:
+    lines = [
+        "",
+        "## Tensor arena",
         "",
         "| model | tensor arena to reserve | basis |",
         "|---|---|---|",
@@ -440,7 +565,7 @@ def _board_lines(boards: dict) -> list[str]:
         "",
         "## Board fit",
         "",
-        "SRAM: the tensor arena to reserve (TensorFlow Lite Micro section). Flash: the compiled "
+        "SRAM: the tensor arena to reserve (Tensor arena section). Flash: the compiled "
         "model array. Budgets are the regions the vendor's reference firmware uses for them.",
         "",
         "| board | verdict | SRAM needed / budget | flash needed / budget |",
@@ -457,24 +582,32 @@ def _board_lines(boards: dict) -> list[str]:
     return lines
 
 
-def _layer_lines(accelerator: str, layers: list[dict]) -> list[str]:
-    """Vela's per-layer estimate, most expensive first being easy to spot by the share column."""
-    top = sorted(layers, key=lambda layer: layer["cycles"], reverse=True)[:3]
+def _layer_lines(target: str, layers: list[dict]) -> list[str]:
+    """Vela's per-layer estimate by Keras layer. Vela lists a fused activation as a row of its
+    own with 0 cycles under the same name: consecutive rows of one name are folded into one."""
+    folded: list[dict] = []
+    for layer in layers:
+        if folded and folded[-1]["name"] == layer["name"]:
+            for key in ("cycles", "share", "macs"):
+                folded[-1][key] += layer[key]
+        else:
+            folded.append(dict(layer))
+    top = sorted(folded, key=lambda layer: layer["cycles"], reverse=True)[:3]
     lines = [
         "",
-        f"### Per layer, {accelerator}",
+        f"### Per layer, {target}",
         "",
         "Most cycles: "
-        + "; ".join(f"{layer['name']} ({layer['share']:.1%})" for layer in top)
-        + ". Fused activations show as rows of their own with 0 cycles.",
+        + "; ".join(f"{layer['layer']} ({layer['share']:.1%})" for layer in top)
+        + ". Vela's full operator names are in the JSON.",
         "",
-        "| # | operator | target | cycles | share | MACs | layer |",
+        "| # | layer | operator | target | cycles | share | MACs |",
         "|---|---|---|---|---|---|---|",
     ]
-    for index, layer in enumerate(layers, start=1):
+    for index, layer in enumerate(folded, start=1):
         lines.append(
-            f"| {index} | {layer['operator']} | {layer['target']} | {layer['cycles']:,} | "
-            f"{layer['share']:.1%} | {layer['macs']:,} | `{layer['name']}` |"
+            f"| {index} | {layer['layer']} | {layer['operator']} | {layer['target']} | "
+            f"{layer['cycles']:,} | {layer['share']:.1%} | {layer['macs']:,} |"
         )
     return lines
 
@@ -518,15 +651,16 @@ def _accuracy_lines(accuracy: dict) -> list[str]:
         "",
         f"Top-1 accuracy on the labelled set `{accuracy['data']}` "
         + ", ".join(f"({n}: {h['images']} images)" for n, h in heads.items())
-        + ". The quantized figures are the integer .tflite run in LiteRT; Vela's compiled model "
-        "runs the same integer operators on the NPU.",
+        + f". The quantized figures are the integer .tflite in "
+        f"{RUNTIME_TITLES[accuracy['quantized_runtime']]}; Vela's compiled model runs the same "
+        "integer operators on the NPU. The host runtimes' figures on the same file follow.",
         "",
         "| format | size | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),
         f"| float32 Keras (.keras) | {accuracy['keras_bytes']:,} bytes | "
         + " | ".join(f"{heads[n]['float_top1']:.2%}" for n in names)
         + " |",
-        f"| int8 TFLite (.tflite) | {accuracy['tflite_bytes']:,} bytes | "
+        f"| int8 TFLite (.tflite), TFLite Micro | {accuracy['tflite_bytes']:,} bytes | "
         + " | ".join(f"{heads[n]['quantized_top1']:.2%}" for n in names)
         + " |",
         "| drop (points) | | "
@@ -536,11 +670,22 @@ def _accuracy_lines(accuracy: dict) -> list[str]:
         + " | ".join(f"{heads[n]['agreement_top1']:.2%}" for n in names)
         + " |",
     ]
+    for runtime in heads[names[0]]["runtimes"]:
+        lines.append(
+            f"| same .tflite, {RUNTIME_TITLES[runtime]} | | "
+            + " | ".join(
+                f"{heads[n]['runtimes'][runtime]['top1']:.2%} "
+                f"({heads[n]['runtimes'][runtime]['agreement_top1']:.2%} agree with TFLite Micro)"
+                for n in names
+            )
+            + " |"
+        )
     for name, head in heads.items():
         labels = head["labels"]
         lines += [
             "",
-            f"Confusion matrix of the quantized model, head `{name}` (rows: true, columns: "
+            f"Confusion matrix of the quantized model in TFLite Micro, head `{name}` (rows: true, "
+            "columns: "
             "predicted):",
             "",
             "| | " + " | ".join(labels) + " |",
@@ -549,6 +694,10 @@ def _accuracy_lines(accuracy: dict) -> list[str]:
         for label, row in zip(labels, head["confusion_matrix"], strict=True):
             lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
     return lines
+
+
+def _sqnr(value: float | None) -> str:
+    return "exact" if value is None else f"{value:.1f} dB"
 
 
 def _range(values: list[float]) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import REPO, digit_images, small_config, write_config
 from PIL import Image
+from tflite_micro import runtime
 
 from generator.cli import main
 from generator.tflite_file import read_tflite
@@ -84,7 +85,7 @@ def test_quantization_info_is_read_back_from_the_artifacts(small_build):
     info = json.loads((out / "small_quantization_info.json").read_text())
     content = (out / "small.tflite").read_bytes()
     tflite = read_tflite(content)
-    assert info["schema_version"] == 1
+    assert info["schema_version"] == 2
     assert info["fully_quantized"] is True
     assert info["float32_tensors"] == 0
     dtype_keys = [k for k in info if k.endswith("_tensors") and k != "total_tensors"]
@@ -113,13 +114,34 @@ def test_quantization_info_is_read_back_from_the_artifacts(small_build):
     assert vela["vela_tflite_bytes"] == compiled.stat().st_size
     summary = (out / "vela/ethos-u55-128/small_summary_Ethos_U55_High_End_Embedded.csv").read_text()
     assert f"{vela['sram_kib']}" in summary.replace(".0,", ",")
-    assert set(info["fidelity"]) == {"object", "light"}
-    assert info["fidelity"]["object"]["images"] == 8
+    assert info["fidelity"]["runtime"] == "tflite_micro" and info["fidelity"]["images"] == 8
+    assert set(info["fidelity"]["heads"]) == {"object", "light"}
+    assert set(info["runtimes"]["compared"]) == {"litert_builtin", "litert_default"}
     # random weights: the tool must say so in plain words
     assert any("weights look untrained" in w for w in info["warnings"])
     report = (out / "small_report.md").read_text()
     for fact in ("object", "light", "ethos-u55-128", info["model"]["sha256"], "untrained"):
         assert fact in report
+
+
+def test_output_i_is_head_i_in_every_file_and_layers_have_keras_names(small_build):
+    out, _ = small_build
+    info = json.loads((out / "small_quantization_info.json").read_text())
+    assert [h["output_index"] for h in info["heads"]] == [0, 1]
+    for relative in ("small.tflite", "vela/ethos-u55-128/small_vela.tflite"):
+        model = read_tflite((out / relative).read_bytes())
+        assert [t.name for t in model.outputs] == ["object", "light"], relative
+        assert list(model.signature_outputs) == ["object", "light"], relative
+    for relative in ("small_model.h", "vela/ethos-u55-128/small_model.h"):
+        header = (out / relative).read_text()
+        assert "SMALL_MODEL_OBJECT_OUTPUT_INDEX 0" in header
+        assert "SMALL_MODEL_LIGHT_OUTPUT_INDEX 1" in header
+    layers = info["vela"]["ethos-u55-128"]["layers"]
+    assert {"conv1", "conv_pw_13", "object_logits", "light_logits"} <= {r["layer"] for r in layers}
+    assert any(";" in r["name"] for r in layers)  # Vela's full fused name stays in the JSON
+    report = (out / "small_report.md").read_text()
+    assert "| conv_pw_13 |" in report and "Relu6;" not in report
+    assert "TFLite Micro (what a Cortex-M runs)" in report
 
 
 def test_same_config_gives_byte_identical_models(small_build, tmp_path):
@@ -161,9 +183,9 @@ def test_trained_weights_give_meaningful_fidelity(digits_model_weights, tmp_path
     config = digits_config(tmp_path, digits_model_weights, data, holdout=30)
     assert main(["build", str(write_config(tmp_path, config))]) == 0
     info = json.loads((tmp_path / "out/small/small_quantization_info.json").read_text())
-    assert info["fidelity"]["digit"]["agreement_top1"] >= 0.9
-    assert info["fidelity"]["digit"]["sqnr_db"] > 15
-    assert info["warnings"] == []
+    assert info["fidelity"]["heads"]["digit"]["agreement_top1"] >= 0.9
+    assert info["fidelity"]["heads"]["digit"]["sqnr_db"] > 15
+    assert not [w for w in info["warnings"] if "untrained" in w or "random" in w]
 
 
 BAD_CONFIGS = {
@@ -370,7 +392,17 @@ def test_evaluation_in_the_json_matches_an_independent_computation(digits_model_
     expected = model.predict(images / np.float32(255), verbose=0)
     for head, truth in (("digit", labels[1500:1600]), ("parity", labels[1500:1600] % 2)):
         keep = np.array([not (head == "parity" and i % 5 == 0) for i in range(1500, 1600)])
-        quantized = np.stack([runner(image=image[None])[head][0] for image in images])
+        host = np.stack([runner(image=image[None])[head][0] for image in images])
+        # The quantized figures are TFLite Micro's; output i is head i.
+        micro = runtime.Interpreter.from_bytes((out / "small.tflite").read_bytes())
+        quantized = []
+        for image in images:
+            micro.set_input(image[None], 0)
+            micro.invoke()
+            quantized.append(micro.get_output(["digit", "parity"].index(head))[0])
+        quantized = np.stack(quantized)
+        builtin = accuracy["heads"][head]["runtimes"]["litert_builtin"]
+        assert builtin["top1"] == np.mean(host[keep].argmax(1) == truth[keep])
         float_pred, quant_pred = expected[head][keep].argmax(1), quantized[keep].argmax(1)
         figures = accuracy["heads"][head]
         assert figures["images"] == keep.sum()
@@ -381,7 +413,7 @@ def test_evaluation_in_the_json_matches_an_independent_computation(digits_model_
     assert accuracy["tflite_bytes"] == (out / "small.tflite").stat().st_size
     assert accuracy["keras_bytes"] == (out / "small.keras").stat().st_size
     report = (out / "small_report.md").read_text()
-    assert "| int8 TFLite (.tflite) |" in report and "Confusion matrix" in report
+    assert "| int8 TFLite (.tflite), TFLite Micro |" in report and "Confusion matrix" in report
 
     # `evaluate` re-runs only the evaluation and lands on the same figures
     before = (out / "small.tflite").read_bytes()
@@ -419,3 +451,48 @@ def test_validate_reads_the_labelled_sets(tmp_path, capsys):
     assert "train.data: 1438 images" in out and "evaluation.data: 359 images" in out
     assert main(["validate", str(path), "--set", "model.heads.2.labels=[small, big]"]) == 2
     assert "labels ['small', 'big'] in the config" in capsys.readouterr().err
+
+
+def test_debris_of_a_killed_build_is_removed_by_the_next(tmp_path):
+    """SIGKILL leaves the staging folder; the next build of that name removes it, and only it."""
+    import os
+    import signal
+    import time
+
+    path = write_config(tmp_path, small_config(tmp_path))
+    out = tmp_path / "out"
+    build = subprocess.Popen(
+        [sys.executable, "-m", "generator", "build", str(path)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob(f".small-{build.pid}-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    (left,) = out.glob(f".small-{build.pid}-*")
+    # A running build's staging folder (this process is alive) and another name's stay.
+    running = out / f".small-{os.getpid()}-abc123"
+    other = out / ".small-2-9-xyz"
+    running.mkdir()
+    other.mkdir()
+    run = run_cli("build", str(path))
+    assert run.returncode == 0, run.stderr
+    assert not left.exists()
+    assert running.is_dir() and other.is_dir()
+    assert (out / "small" / "small.tflite").is_file()
+
+
+def test_a_publish_cut_short_restores_the_previous_build(tmp_path):
+    """Killed after moving the previous result aside: the next build puts it back first."""
+    from generator.pipeline import _clear_debris
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".small-old").mkdir()
+    (out / ".small-old" / "small.tflite").write_bytes(b"previous build")
+    _clear_debris(out, "small")
+    assert (out / "small" / "small.tflite").read_bytes() == b"previous build"
+    assert sorted(p.name for p in out.iterdir()) == ["small"]

@@ -1,0 +1,118 @@
+"""How far the host runtimes are from TensorFlow Lite Micro, per backbone and input size.
+
+    python benchmarks/runtime_differences.py [--sizes 96x96x3 48x64x1] [--images 50] [--heads 4]
+
+Each backbone is built at alpha 0.35 with random weights made healthy: the batch-norm statistics
+are set from a batch of the repo's photos (one forward pass in training mode with momentum 0),
+so every layer's activations are normalised and the heads' logits vary from image to image, as
+a trained model's do (with Keras's initial statistics the logits are nearly constant, and every
+runtime agrees trivially). The model is quantized on 100 photos like a build does, then the same
+.tflite runs on held-out photos in TFLite Micro, LiteRT's built-in kernels and LiteRT's default
+interpreter (XNNPACK). The table gives, per model, the largest difference from TFLite Micro in
+quantization steps over all heads, and the lowest top-1 agreement of any head.
+
+`verify.ROUNDING_STEPS` is set from this table (README, "How the runtimes differ").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from generator.quiet import muted, quiet_tensorflow
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["96x96x3", "48x64x1"])
+    parser.add_argument("--images", type=int, default=50)
+    parser.add_argument("--heads", type=int, default=4)
+    args = parser.parse_args()
+    quiet_tensorflow()
+    with muted():
+        import keras
+
+        from generator.build import build_model
+        from generator.calibrate import load_calibration_set
+        from generator.config import (
+            BACKBONES,
+            CalibrationConfig,
+            Head,
+            ModelConfig,
+            QuantizationConfig,
+        )
+        from generator.convert import convert_to_tflite
+        from generator.tflite_file import read_tflite
+        from generator.verify import (
+            compare_runtimes,
+            dequantize,
+            float_logits,
+            integer_outputs,
+        )
+
+    heads = tuple(Head(f"head{i}", 2 + i, None) for i in range(args.heads))
+    runtimes = ("litert_builtin", "litert_default")
+    print(
+        "| backbone | input | batch-norm statistics | "
+        + " | ".join(f"{r} steps | {r} top-1 agreement" for r in runtimes)
+        + " | SQNR dB vs float: tflite_micro | "
+        + " | ".join(runtimes)
+        + " |"
+    )
+    print("|---|---|---|" + "---|---|" * len(runtimes) + "---|" * (1 + len(runtimes)))
+    for size in args.sizes:
+        shape = tuple(int(v) for v in size.split("x"))
+        calibration = CalibrationConfig(
+            REPO / "representative_data/photos", 100, args.images, (0.0, 1.0)
+        )
+        images = load_calibration_set(calibration, shape, 0)
+        for backbone in BACKBONES:
+            for statistics in ("initial", "photos"):
+                model = build_model(ModelConfig(backbone, 0.35, shape, heads, None, 0))
+                if statistics == "photos":
+                    for layer in model.layers:
+                        if isinstance(layer, keras.layers.BatchNormalization):
+                            layer.momentum = 0.0
+                    model(images.calibration[:64].astype("float32") / 255, training=True)
+                content = convert_to_tflite(
+                    model,
+                    images.calibration,
+                    (0.0, 1.0),
+                    QuantizationConfig("uint8", True),
+                    heads=[h.name for h in heads],
+                )
+                tflite = read_tflite(content)
+                outputs = integer_outputs(content, tflite, images.held_out, heads)
+                differences = compare_runtimes(outputs)
+                expected = float_logits(model, images.held_out, (0.0, 1.0))
+                cells = []
+                for runtime in runtimes:
+                    by_head = differences[runtime].values()
+                    cells += [
+                        str(max(d.max_step_difference for d in by_head)),
+                        f"{min(d.agreement_top1 for d in by_head):.0%}",
+                    ]
+                for runtime in ("tflite_micro", *runtimes):
+                    logits = dequantize(outputs[runtime], tflite)
+                    sqnr = [_sqnr(expected[h.name], logits[h.name]) for h in heads]
+                    cells.append(f"{min(sqnr):.1f}")
+                print(
+                    f"| {backbone} | {size} | {statistics} | " + " | ".join(cells) + " |",
+                    flush=True,
+                )
+
+
+def _sqnr(expected, actual) -> float:
+    import numpy as np
+
+    noise = float(np.sum((actual - expected) ** 2))
+    return 10 * np.log10(float(np.sum(expected**2)) / noise) if noise else float("inf")
+
+
+if __name__ == "__main__":
+    main()
