@@ -54,9 +54,12 @@ def convert_to_tflite(
     import tensorflow as tf
 
     shape = (1, *calibration_pixels.shape[1:])
+    def heads_in_order(image):
+        outputs = model(image, training=False)
+        return tuple(outputs[name] for name in heads)
+
     function = tf.function(
-        lambda image: tuple(model(image, training=False)[name] for name in heads),
-        input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)],
+        heads_in_order, input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)]
     )
     variables = tf.Module()
     variables.tracked = [v.value for v in model.variables]
