@@ -54,6 +54,7 @@ def convert_to_tflite(
     import tensorflow as tf
 
     shape = (1, *calibration_pixels.shape[1:])
+
     def heads_in_order(image):
         outputs = model(image, training=False)
         return tuple(outputs[name] for name in heads)
@@ -123,13 +124,17 @@ def _head_positions(content: bytes, heads: list[str]) -> list[int]:
     """
     outputs = read_tflite(content).outputs
     indices = [t.index for t in outputs]
-    shared = [heads[k] for k, index in enumerate(indices) if indices.count(index) > 1]
+    names = [t.name for t in outputs]
+    shared = [
+        heads[k]
+        for k, (index, name) in enumerate(zip(indices, names, strict=True))
+        if indices.count(index) > 1 or names.count(name) > 1
+    ]
     if shared:
         raise UserError(
             f"model.heads: heads {', '.join(shared)} compute identical outputs, which the "
             "converter merges into one tensor: give each head its own weights"
         )
-    names = [t.name for t in outputs]
     expected = ["Identity", *(f"Identity_{k}" for k in range(1, len(heads)))]
     if sorted(names) != sorted(expected):
         raise RuntimeError(f"converter named the outputs {names}, expected {expected}")

@@ -266,15 +266,20 @@ def _compare(expected: np.ndarray, actual: np.ndarray, saturated: float) -> Head
 def _clipping(
     content: bytes, tflite: TfliteModel, inputs: np.ndarray, layers: dict[str, str]
 ) -> tuple[TensorClipping, ...]:
-    """The share of clipped values of every intermediate 8-bit tensor, most clipped first."""
+    """The share of clipped values of every intermediate 8-bit tensor that varies, most clipped
+    first."""
     limits = _clip_limits(tflite)
     at_limit = dict.fromkeys(limits, 0)
     seen = dict.fromkeys(limits, 0)
+    varies = dict.fromkeys(limits, False)
+    first: dict[int, int] = {}
     for values in intermediate_tensors(content, inputs, list(limits)):
         for index, value in values.items():
             clipped = [value == limit for limit in limits[index] if limit is not None]
             at_limit[index] += int(np.count_nonzero(np.logical_or.reduce(clipped)))
             seen[index] += value.size
+            first.setdefault(index, int(value.flat[0]))
+            varies[index] = varies[index] or bool(np.any(value != first[index]))
     producers = {index: op.name for op in tflite.operators for index in op.outputs}
     found = [
         TensorClipping(
@@ -283,7 +288,10 @@ def _clipping(
             operator=producers[index],
             clipped=at_limit[index] / seen[index],
         )
+        # A tensor that never changes (untrained weights) sits where calibration put its range:
+        # that is no clipping.
         for index in limits
+        if varies[index]
     ]
     return tuple(sorted(found, key=lambda c: -c.clipped))
 
@@ -307,6 +315,13 @@ def _clip_limits(tflite: TfliteModel) -> dict[int, tuple[int | None, int | None]
             elif op.name in _PASS_THROUGH and source is not None and source.index in bounds:
                 same = (source.scale, source.zero_point) == (tensor.scale, tensor.zero_point)
                 bound = bounds[source.index] if same else (False, False)
+            elif (
+                op.name == "MUL"
+                and op.activation == "NONE"
+                and any(bounds.get(i) == (True, True) for i in op.inputs)
+            ):
+                # A bounded activation scaled by a constant: hard sigmoid is ReLU6(x + 3) / 6.
+                bound = (True, True)
             else:
                 activation = op.name if op.name in ("RELU", "RELU6") else op.activation
                 real_low = tensor.scale * (low - tensor.zero_point)
