@@ -60,6 +60,8 @@ CONSTANT_OUTPUT_SPREAD = 1e-3
 
 # Operators whose output keeps its input's quantization and values: they inherit its bounds.
 _PASS_THROUGH = {"PAD", "RESHAPE", "SQUEEZE", "MAX_POOL_2D", "CONCATENATION"}
+# Operators whose output is an average of their input's values.
+_AVERAGING = {"MEAN", "AVERAGE_POOL_2D"}
 # Operators whose output range is fixed by the function itself: their limits are never clipping.
 _BOUNDED = {"LOGISTIC", "TANH", "SOFTMAX"}
 
@@ -315,6 +317,20 @@ def _clip_limits(tflite: TfliteModel) -> dict[int, tuple[int | None, int | None]
             elif op.name in _PASS_THROUGH and source is not None and source.index in bounds:
                 same = (source.scale, source.zero_point) == (tensor.scale, tensor.zero_point)
                 bound = bounds[source.index] if same else (False, False)
+            elif op.name in _AVERAGING and source is not None and source.index in bounds:
+                # An average stays within its input's bounds: a limit at the same real value as
+                # an input bound is that bound (dead ReLU channels average to exactly 0).
+                bound = tuple(
+                    bounds[source.index][end]
+                    and abs(_real(tensor, limit) - _real(source, source_limit)) <= tensor.scale / 2
+                    for end, (limit, source_limit) in enumerate(
+                        zip(
+                            _integer_limits(tensor.dtype),
+                            _integer_limits(source.dtype),
+                            strict=True,
+                        )
+                    )
+                )
             elif (
                 op.name == "MUL"
                 and op.activation == "NONE"
@@ -338,6 +354,10 @@ def _clip_limits(tflite: TfliteModel) -> dict[int, tuple[int | None, int | None]
             if not all(bound):
                 limits[index] = (None if bound[0] else low, None if bound[1] else high)
     return limits
+
+
+def _real(tensor: TensorInfo, value: int) -> float:
+    return tensor.scale * (value - tensor.zero_point)
 
 
 def _integer_limits(dtype: str) -> tuple[int, int]:
