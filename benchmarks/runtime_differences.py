@@ -11,7 +11,7 @@ runtime agrees trivially). The model is quantized on 100 photos like a build doe
 interpreter (XNNPACK). The table gives, per model, the largest difference from TFLite Micro in
 quantization steps over all heads, and the lowest top-1 agreement of any head.
 
-`verify.ROUNDING_STEPS` is set from this table (README, "How the runtimes differ").
+`verify.SQNR_MARGIN_DB` is set from this table (README, "How the runtimes differ").
 """
 
 from __future__ import annotations
