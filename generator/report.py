@@ -582,9 +582,9 @@ def _board_lines(boards: dict) -> list[str]:
     return lines
 
 
-def _layer_lines(target: str, layers: list[dict]) -> list[str]:
-    """Vela's per-layer estimate by Keras layer. Vela lists a fused activation as a row of its
-    own with 0 cycles under the same name: consecutive rows of one name are folded into one."""
+def folded_layers(layers: list[dict]) -> list[dict]:
+    """Vela's per-layer rows by Keras layer. Vela lists a fused activation as a row of its own
+    with 0 cycles under the same name: consecutive rows of one name are folded into one."""
     folded: list[dict] = []
     for layer in layers:
         if folded and folded[-1]["name"] == layer["name"]:
@@ -592,6 +592,12 @@ def _layer_lines(target: str, layers: list[dict]) -> list[str]:
                 folded[-1][key] += layer[key]
         else:
             folded.append(dict(layer))
+    return folded
+
+
+def _layer_lines(target: str, layers: list[dict]) -> list[str]:
+    """Vela's per-layer estimate by Keras layer."""
+    folded = folded_layers(layers)
     top = sorted(folded, key=lambda layer: layer["cycles"], reverse=True)[:3]
     lines = [
         "",
