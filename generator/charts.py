@@ -1,0 +1,305 @@
+"""The HTML report's figures, drawn with Matplotlib and returned as inline SVG text.
+
+Why Matplotlib as SVG, and not Plotly or Vega-Lite: the report must open offline and be small
+enough to mail. Plotly's charts are interactive (hover, zoom), but each page would carry
+plotly.min.js, about 4.7 MB; Altair inlines Vega, Vega-Lite and vega-embed (about 1 MB) and
+needs the vl-convert package (a bundled JavaScript engine) to do it. The figures here are bar
+charts of a few dozen rows, curves of at most a few hundred epochs and small matrices: every
+label fits on the figure, so hovering adds little. Inline SVG needs no script at all (nothing
+to load, nothing to fail in the browser's console), keeps its text as text
+(`svg.fonttype: none`: layer names and figures can be searched and copied), scales sharply,
+and is byte-identical from one render to the next (a fixed hash salt per figure, no date).
+The exact numbers stay in the tables beside each figure.
+
+Every function takes a part of the report's JSON dictionary and draws it as it is; the only
+arithmetic is the bar length of a board's fit (needed / budget).
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+from generator.report import RUNTIME_TITLES
+
+_STYLE = {
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.size": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "legend.frameon": False,
+}
+
+# One colour per model or runtime, the same in every figure.
+FLOAT_COLOUR = "#7f7f7f"
+RUNTIME_COLOURS = {
+    "tflite_micro": "#1f77b4",
+    "litert_builtin": "#ff7f0e",
+    "litert_default": "#2ca02c",
+}
+_FITS, _MISFITS, _CPU = "#2ca02c", "#d62728", "#d62728"
+# Inches: at the SVG's 72 points per inch, 9.5 inches fill the page's 950-pixel column.
+_WIDTH = 9.5
+_ROW = 0.2
+
+
+def _svg(figure: Figure, key: str) -> str:
+    """The figure as an `<svg>` element; `key` salts its element ids, so that several figures
+    share one page without clashing ids and each renders the same bytes every time."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": key}):
+        figure.savefig(
+            buffer,
+            format="svg",
+            bbox_inches="tight",
+            metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
+        )
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+@matplotlib.rc_context(_STYLE)
+def fit_chart(boards: dict) -> str:
+    """Per board, SRAM and flash needed as a share of the budget, labelled with the bytes."""
+    rows = [
+        (f"{name} {resource}", board[f"{key}_needed_bytes"], board[f"{key}_budget_bytes"])
+        for name, board in boards.items()
+        for resource, key in (("SRAM", "sram"), ("flash", "flash"))
+    ]
+    figure = Figure(figsize=(_WIDTH, 0.45 * len(rows) + 0.7))
+    axes = figure.add_subplot()
+    positions = range(len(rows))
+    shares = [needed / budget for _, needed, budget in rows]
+    axes.barh(positions, [1] * len(rows), color="#eeeeee", height=0.6)
+    axes.barh(
+        positions,
+        shares,
+        height=0.6,
+        color=[_FITS if share <= 1 else _MISFITS for share in shares],
+    )
+    for position, (_, needed, budget), share in zip(positions, rows, shares, strict=True):
+        axes.text(
+            min(share, 1) + 0.01,
+            position,
+            f"{needed:,} of {budget:,} bytes ({share:.1%})",
+            va="center",
+        )
+    axes.set_yticks(list(positions), [label for label, _, _ in rows])
+    axes.invert_yaxis()
+    axes.set_xlim(0, max(1.0, *shares) * 1.02)
+    axes.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    axes.set_xlabel("share of the board's budget (grey: the whole budget)")
+    return _svg(figure, "fit")
+
+
+@matplotlib.rc_context(_STYLE)
+def cycles_chart(target: str, layers: list[dict]) -> str:
+    """Vela's cycles per Keras layer, in network order (the rows `report.folded_layers` gives)."""
+    figure = Figure(figsize=(_WIDTH, _ROW * len(layers) + 0.9))
+    axes = figure.add_subplot()
+    positions = range(len(layers))
+    axes.barh(
+        positions,
+        [layer["cycles"] for layer in layers],
+        height=0.7,
+        color=[
+            RUNTIME_COLOURS["tflite_micro"] if layer["target"] == "NPU" else _CPU
+            for layer in layers
+        ],
+    )
+    for position, layer in zip(positions, layers, strict=True):
+        axes.text(layer["cycles"], position, f" {layer['share']:.1%}", va="center", fontsize=8)
+    axes.set_yticks(list(positions), _row_labels(layers), fontsize=8)
+    axes.invert_yaxis()
+    axes.margins(x=0.12, y=0.01)
+    axes.set_xlabel(f"cycles on {target} (Vela's estimate; share of the summed per-layer cycles)")
+    axes.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
+    return _svg(figure, f"cycles-{target}")
+
+
+@matplotlib.rc_context(_STYLE)
+def clipping_chart(tensors: list[dict]) -> str:
+    """The share of values at the integer limits per intermediate tensor, most clipped first."""
+    figure = Figure(figsize=(_WIDTH, _ROW * len(tensors) + 0.9))
+    axes = figure.add_subplot()
+    positions = range(len(tensors))
+    shares = [tensor["clipped"] for tensor in tensors]
+    axes.barh(positions, shares, height=0.7, color=_MISFITS)
+    for position, share in zip(positions, shares, strict=True):
+        axes.text(share, position, f" {share:.2%}", va="center", fontsize=8)
+    labels = [f"{tensor['layer']} ({tensor['operator']})" for tensor in tensors]
+    axes.set_yticks(list(positions), labels, fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlim(0, max(0.01, *shares) * 1.15)
+    axes.margins(y=0.01)
+    axes.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    axes.set_xlabel("values at an integer limit that is not an activation bound")
+    return _svg(figure, "clipping")
+
+
+@matplotlib.rc_context(_STYLE)
+def training_chart(training: dict) -> str:
+    """Loss and per-head accuracy per epoch, training dashed and validation solid, with the
+    kept epoch marked."""
+    history = training["history"]
+    epochs = [record["epoch"] for record in history]
+    heads = list(history[0]["accuracy"])
+    figure = Figure(figsize=(_WIDTH, 3.4), layout="constrained")
+    loss, accuracy = figure.subplots(1, 2)
+    loss.plot(epochs, [r["loss"] for r in history], "--", color=FLOAT_COLOUR, label="training")
+    loss.plot(epochs, [r["val_loss"] for r in history], color="black", label="validation")
+    loss.set_title("loss")
+    for index, head in enumerate(heads):
+        colour = f"C{index}"
+        accuracy.plot(epochs, [r["accuracy"][head] for r in history], "--", color=colour)
+        accuracy.plot(epochs, [r["val_accuracy"][head] for r in history], color=colour, label=head)
+    accuracy.set_title("top-1 accuracy per head (dashed: training)")
+    accuracy.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    for axes in (loss, accuracy):
+        axes.axvline(training["best_epoch"], color="black", linewidth=0.8, linestyle=":")
+        axes.set_xlabel(f"epoch (dotted: epoch {training['best_epoch']}, kept)")
+        axes.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        axes.legend()
+    return _svg(figure, "training")
+
+
+@matplotlib.rc_context(_STYLE)
+def accuracy_chart(heads: dict) -> str:
+    """Top-1 accuracy per head (a panel each): float Keras, TFLite Micro, and the host runtimes.
+    Dots, not bars: the figures sit close together far from zero, where a bar must start."""
+    names = list(heads)
+    rows = [
+        ("float Keras", FLOAT_COLOUR, lambda head: head["float_top1"]),
+        (
+            RUNTIME_TITLES["tflite_micro"],
+            RUNTIME_COLOURS["tflite_micro"],
+            lambda head: head["quantized_top1"],
+        ),
+        *(
+            (
+                RUNTIME_TITLES[runtime],
+                RUNTIME_COLOURS[runtime],
+                lambda head, runtime=runtime: head["runtimes"][runtime]["top1"],
+            )
+            for runtime in heads[names[0]]["runtimes"]
+        ),
+    ]
+    values = {name: [value(heads[name]) for _, _, value in rows] for name in names}
+    # One scale for every panel, from the lowest figure to the highest with room for the labels
+    # on the right, ticked within 0..100% only.
+    low, high = min(min(v) for v in values.values()), max(max(v) for v in values.values())
+    pad = max(0.005, (high - low) * 0.1)
+    ticks = [t for t in ticker.MaxNLocator(2).tick_values(low, high) if low - pad <= t <= 1]
+    figure = Figure(figsize=(_WIDTH, 0.3 * len(rows) + 0.9), layout="constrained")
+    panels = figure.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    for axes, name in zip(panels, names, strict=True):
+        for position, ((_, colour, _), value) in enumerate(zip(rows, values[name], strict=True)):
+            axes.plot(value, position, "o", color=colour)
+            axes.annotate(
+                f"{value:.2%}",
+                (value, position),
+                xytext=(5, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
+        axes.set_title(name)
+        axes.set_xlim(low - pad, high + 4 * pad)
+        axes.set_xticks(ticks)
+        axes.margins(y=0.2)
+        axes.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+        axes.grid(axis="y", color="#eeeeee")
+    panels[0].set_yticks(range(len(rows)), [label for label, _, _ in rows])
+    panels[0].invert_yaxis()
+    return _svg(figure, "accuracy")
+
+
+@matplotlib.rc_context(_STYLE)
+def confusion_chart(name: str, head: dict) -> str:
+    """The quantized model's confusion matrix for one head: rows true, columns predicted."""
+    labels, matrix = head["labels"], head["confusion_matrix"]
+    side = 0.3 * len(labels) + 1.2
+    figure = Figure(figsize=(side, side), layout="constrained")
+    axes = figure.add_subplot()
+    largest = max(max(row) for row in matrix) or 1
+    # Shaded from 0, not from the smallest count: a matrix of large counts keeps light cells.
+    axes.imshow(matrix, cmap="Blues", interpolation="none", vmin=0, vmax=largest)
+    for row, values in enumerate(matrix):
+        for column, value in enumerate(values):
+            colour = "white" if value > largest / 2 else "black"
+            axes.text(column, row, str(value), ha="center", va="center", color=colour, fontsize=8)
+    axes.set_xticks(range(len(labels)), labels)
+    axes.set_yticks(range(len(labels)), labels)
+    axes.tick_params(length=0)
+    axes.spines[:].set_visible(False)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(name)
+    return _svg(figure, f"confusion-{name}")
+
+
+@matplotlib.rc_context(_STYLE)
+def runtimes_chart(runtimes: dict, fidelity: dict) -> str:
+    """Per head: each host runtime's largest difference from TFLite Micro in quantization
+    steps, and every runtime's SQNR against the float model (none when the logits are equal)."""
+    compared = runtimes["compared"]
+    heads = list(fidelity["heads"])
+    figure = Figure(figsize=(_WIDTH, 3.2), layout="constrained")
+    steps, sqnr = figure.subplots(1, 2)
+    width = 0.8 / len(compared)
+    for index, (runtime, by_head) in enumerate(compared.items()):
+        offset = (index - (len(compared) - 1) / 2) * width
+        positions = [position + offset for position in range(len(heads))]
+        values = [by_head[head]["max_step_difference"] for head in heads]
+        bars = steps.bar(
+            positions, values, width, color=RUNTIME_COLOURS[runtime], label=RUNTIME_TITLES[runtime]
+        )
+        steps.bar_label(bars, fontsize=8)
+    steps.set_title("largest difference from TFLite Micro")
+    steps.set_ylabel("quantization steps")
+    steps.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    steps.margins(y=0.15)
+    series = {fidelity["runtime"]: fidelity["heads"], **compared}
+    width = 0.8 / len(series)
+    for index, (runtime, by_head) in enumerate(series.items()):
+        offset = (index - (len(series) - 1) / 2) * width
+        points = [
+            (position + offset, by_head[head]["sqnr_db"])
+            for position, head in enumerate(heads)
+            if by_head[head]["sqnr_db"] is not None
+        ]
+        bars = sqnr.bar(
+            [p for p, _ in points],
+            [value for _, value in points],
+            width,
+            color=RUNTIME_COLOURS[runtime],
+            label=RUNTIME_TITLES[runtime],
+        )
+        sqnr.bar_label(bars, fmt="%.1f", fontsize=8)
+    sqnr.set_title("SQNR against the float model")
+    sqnr.set_ylabel("dB (higher: closer)")
+    sqnr.margins(y=0.15)
+    for axes in (steps, sqnr):
+        axes.set_xticks(range(len(heads)), heads)
+    handles, labels = sqnr.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
+    return _svg(figure, "runtimes")
+
+
+def _row_labels(layers: list[dict]) -> list[str]:
+    """Each row's Keras layer, with its operator where several rows share a layer (a head's
+    FullyConnected and the Quantize to its output dtype)."""
+    names = [layer["layer"] for layer in layers]
+    return [
+        f"{layer['layer']} ({layer['operator']})"
+        if names.count(layer["layer"]) > 1
+        else layer["layer"]
+        for layer in layers
+    ]

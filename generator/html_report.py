@@ -1,0 +1,66 @@
+"""The report as one self-contained HTML page: `<name>_report.html`.
+
+Rendered from the same dictionary as the JSON and the Markdown, by a Jinja2 template
+(`templates/build.html`) with the figures of `charts` inlined as SVG. The page has no script
+and refers to nothing outside itself (no CDN, no font, no image file), so it opens offline and
+can be mailed as one file. A page of another kind (a comparison of builds, a sweep) is a
+template of its own beside `build.html` and a function like `render_html` that gives it its
+figures.
+"""
+
+from __future__ import annotations
+
+import jinja2
+from markupsafe import Markup
+
+from generator import charts
+from generator.report import RUNTIME_TITLES, folded_layers
+
+_ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.PackageLoader("generator", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_ENVIRONMENT.filters |= {
+    "bytes": lambda value: f"{value:,} bytes",
+    "percent": lambda value, digits=1: f"{value:.{digits}%}",
+    "sqnr": lambda value: "exact" if value is None else f"{value:.1f} dB",
+}
+_ENVIRONMENT.globals |= {"runtime_titles": RUNTIME_TITLES}
+
+
+def render_html(info: dict) -> str:
+    """The build's page, from the report's dictionary (schema_version 2)."""
+    figures = {
+        "fit": charts.fit_chart(info["boards"]) if info["boards"] else None,
+        "cycles": {
+            key: charts.cycles_chart(key, folded_layers(vela["layers"]))
+            for key, vela in info["vela"].items()
+        },
+        "clipping": charts.clipping_chart(info["clipping"]["tensors"])
+        if info["clipping"]["tensors"]
+        else None,
+        "runtimes": charts.runtimes_chart(info["runtimes"], info["fidelity"]),
+        "training": charts.training_chart(info["training"]) if info["training"] else None,
+        "accuracy": charts.accuracy_chart(info["accuracy"]["heads"]) if info["accuracy"] else None,
+        "confusion": {
+            name: charts.confusion_chart(name, head)
+            for name, head in info["accuracy"]["heads"].items()
+        }
+        if info["accuracy"]
+        else {},
+    }
+    return _ENVIRONMENT.get_template("build.html").render(
+        info=info,
+        figures=_markup(figures),
+    )
+
+
+def _markup(figures):
+    """Mark the SVG text as safe HTML, through nested dictionaries."""
+    if isinstance(figures, dict):
+        return {key: _markup(value) for key, value in figures.items()}
+    return None if figures is None else Markup(figures)
