@@ -1,4 +1,5 @@
-"""Command line: `python -m generator build|validate|evaluate CONFIG.yaml`, `export-digits DIR`.
+"""Command line: `python -m generator build|validate|evaluate CONFIG.yaml`, `report FOLDER`,
+`export-digits DIR`.
 
 Parses arguments, runs the stages, prints progress to stderr and the written paths at the end.
 A user's mistake (`UserError`) becomes one line on stderr and exit code 2, with no traceback
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "export-digits":
             return _export_digits(args.folder, args.folders)
+        if args.command == "report":
+            return _report(args.folder)
         config = load_config(Path(args.config), args.set, getattr(args, "output_dir", None))
         return args.run(config)
     except UserError as error:
@@ -80,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--output-dir", type=Path, help="the build's output.dir, overriding the config"
         )
+    report = commands.add_parser(
+        "report", help="render an existing build's Markdown and HTML report again from its JSON"
+    )
+    report.add_argument("folder", type=Path, help="a build's output folder, <output.dir>/<name>")
+    report.add_argument("--debug", action="store_true", help="tracebacks")
     export = commands.add_parser(
         "export-digits", help="write scikit-learn's digits as a labelled set with three heads"
     )
@@ -167,6 +175,17 @@ def _run_pipeline(config: Config, verb: str, function: str) -> int:
     info, written = getattr(generator.pipeline, function)(config, stage)
     print(f"done in {stage.total:.1f} s", file=sys.stderr)
     _print_summary(info, written)
+    return 0
+
+
+def _report(folder: Path) -> int:
+    # The report module imports TensorFlow (through the stages whose results it describes).
+    with muted():
+        from generator.report_files import rerender
+    written = rerender(folder)
+    print("wrote:")
+    for path in written:
+        print(f"  {display_path(path)}")
     return 0
 
 

@@ -31,13 +31,8 @@ from generator.evaluate import evaluate_accuracy
 from generator.firmware import CompiledFor, write_c_array
 from generator.labelled import read_labelled
 from generator.quiet import muted
-from generator.report import (
-    AccuracyOutcome,
-    TrainingOutcome,
-    accuracy_info,
-    quantization_info,
-    render_markdown,
-)
+from generator.report import AccuracyOutcome, TrainingOutcome, accuracy_info, quantization_info
+from generator.report_files import report_paths, write_report
 from generator.tflite_file import read_tflite
 from generator.tflm import NPU_ARENA_MARGIN_BYTES, minimum_arena, npu_arena_bytes
 from generator.train import split_validation, train_model
@@ -150,9 +145,8 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
             training=training,
             accuracy=accuracy,
         )
-        info_path = folder / f"{name}_quantization_info.json"
-        report_path = folder / f"{name}_report.md"
-        _write_report(info, info_path, report_path)
+        report = report_paths(folder, name)
+        write_report(info, report)
 
     vela_files = [
         path
@@ -160,7 +154,15 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         for path in (r.ini_path, r.tflite_path, r.summary_path, r.per_layer_path)
         if path is not None
     ]
-    return info, [keras_path, tflite_path, *vela_files, *c_files, info_path, report_path]
+    return info, [
+        keras_path,
+        tflite_path,
+        *vela_files,
+        *c_files,
+        report.info,
+        report.markdown,
+        report.html,
+    ]
 
 
 def _board_fits(config: Config, built: BuiltModel, results: list[VelaResult]) -> list[Fit]:
@@ -241,9 +243,8 @@ def run_evaluate(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     folder = config.output.dir / config.name
     keras_path = folder / f"{config.name}.keras"
     tflite_path = folder / f"{config.name}.tflite"
-    info_path = folder / f"{config.name}_quantization_info.json"
-    report_path = folder / f"{config.name}_report.md"
-    missing = [p for p in (keras_path, tflite_path, info_path) if not p.is_file()]
+    report = report_paths(folder, config.name)
+    missing = [p for p in (keras_path, tflite_path, report.info) if not p.is_file()]
     if missing:
         raise UserError(
             f"evaluate: {display_path(missing[0])} not found: run "
@@ -255,7 +256,7 @@ def run_evaluate(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
         try:
             with muted():
                 model = keras.saving.load_model(keras_path, compile=False)
-            info = json.loads(info_path.read_text())
+            info = json.loads(report.info.read_text())
         except (ValueError, OSError) as error:  # json.JSONDecodeError is a ValueError
             raise UserError(
                 f"evaluate: the build in {display_path(folder)} cannot be read "
@@ -272,8 +273,8 @@ def run_evaluate(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     accuracy = _evaluate(config, built, content, read_tflite(content), keras_path, stage)
     with stage("report", "quantization info and report"):
         info["accuracy"] = accuracy_info(accuracy)
-        _write_report(info, info_path, report_path)
-    return info, [info_path, report_path]
+        write_report(info, report)
+    return info, [report.info, report.markdown, report.html]
 
 
 def _describe_model(config: Config) -> str:
@@ -339,17 +340,6 @@ def _evaluate(config, built, content, tflite, keras_path, stage: Stage) -> Accur
             built.model, content, tflite, built.heads, data, config.calibration.input_range
         )
     return AccuracyOutcome(heads, source, keras_path.stat().st_size, len(content))
-
-
-def _write_report(info: dict, info_path: Path, report_path: Path) -> None:
-    """Write both files through temporary names, so a reader never sees half a file."""
-    for path, text in (
-        (info_path, json.dumps(info, indent=2) + "\n"),
-        (report_path, render_markdown(info)),
-    ):
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(text)
-        partial.replace(path)
 
 
 def _umask() -> int:

@@ -124,3 +124,17 @@ def small_tflite():
         return cache[backbone]
 
     return convert
+
+
+@pytest.fixture(scope="session")
+def demo_sized_build(tmp_path_factory) -> Path:
+    """The demo's own config (three heads trained on the digits, evaluated, two boards), built
+    with 3 epochs and fewer calibration images so that it takes seconds: every section of the
+    report has its data. Returns the build's output folder."""
+    from generator.cli import main
+
+    out = tmp_path_factory.mktemp("demo_sized")
+    overrides = ["train.epochs=3", "calibration.samples=30", "calibration.holdout=10"]
+    arguments = ["build", str(REPO / "configs" / "default.yaml"), "--output-dir", str(out)]
+    assert main(arguments + [f"--set={value}" for value in overrides]) == 0
+    return out / "default"

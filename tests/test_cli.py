@@ -69,6 +69,7 @@ def test_build_writes_every_artifact_and_lists_it(small_build):
         "small_model.c",
         "small_quantization_info.json",
         "small_report.md",
+        "small_report.html",
     ]
     for relative in expected:
         assert (out / relative).is_file(), relative

@@ -1,0 +1,116 @@
+"""The report's files beside a build: `<name>_quantization_info.json`, `<name>_report.md` and
+`<name>_report.html`. A build writes all three; `python -m generator report FOLDER` renders the
+Markdown and HTML again from the JSON alone, so an older build can be read with a newer
+generator (and its newer pages) without rebuilding.
+
+Every file is written under a temporary name in the same folder and renamed into place once all
+are written, so a reader never sees half a file and a failed re-render leaves the previous
+files as they were.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from generator.config import display_path
+from generator.errors import UserError
+from generator.html_report import render_html
+from generator.report import SCHEMA_VERSION, render_markdown
+
+_JSON_SUFFIX = "_quantization_info.json"
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    info: Path
+    markdown: Path
+    html: Path
+
+
+def report_paths(folder: Path, name: str) -> ReportPaths:
+    return ReportPaths(
+        folder / f"{name}{_JSON_SUFFIX}",
+        folder / f"{name}_report.md",
+        folder / f"{name}_report.html",
+    )
+
+
+def write_report(info: dict, paths: ReportPaths) -> None:
+    """Write the JSON, the Markdown and the HTML, each rendered before anything is written."""
+    _write_atomically(
+        {
+            paths.info: json.dumps(info, indent=2) + "\n",
+            paths.markdown: render_markdown(info),
+            paths.html: render_html(info),
+        }
+    )
+
+
+def rerender(folder: Path) -> list[Path]:
+    """Render the Markdown and HTML of the build in `folder` from its JSON; return their paths."""
+    paths = report_paths(folder, _build_name(folder))
+    try:
+        info = json.loads(paths.info.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # ValueError: bad JSON or bad UTF-8
+        raise UserError(
+            f"report: {display_path(paths.info)} cannot be read "
+            f"({str(error).splitlines()[0][:120]}): rebuild with 'python -m generator build'"
+        ) from None
+    version = info.get("schema_version") if isinstance(info, dict) else None
+    if version != SCHEMA_VERSION:
+        raise UserError(
+            f"report: {display_path(paths.info)} has schema_version {version}, this generator "
+            f"renders schema_version {SCHEMA_VERSION}: rebuild with 'python -m generator build'"
+        )
+    try:
+        texts = {paths.markdown: render_markdown(info), paths.html: render_html(info)}
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        # A JSON edited by hand, or cut short: name what is missing rather than a traceback.
+        raise UserError(
+            f"report: {display_path(paths.info)} does not follow schema_version "
+            f"{SCHEMA_VERSION} ({type(error).__name__}: {str(error)[:120]}): rebuild with "
+            "'python -m generator build'"
+        ) from None
+    try:
+        _write_atomically(texts)
+    except OSError as error:
+        raise UserError(
+            f"report: cannot write in {display_path(folder)} ({error.strerror}): "
+            "make the folder writable"
+        ) from None
+    return list(texts)
+
+
+def _build_name(folder: Path) -> str:
+    """The name of the one build whose JSON is in `folder`."""
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "not found"
+        raise UserError(
+            f"report: {display_path(folder)} {state}: give a build's output folder, "
+            "<output.dir>/<name>"
+        )
+    found = sorted(path.name for path in folder.glob(f"*{_JSON_SUFFIX}"))
+    if len(found) != 1:
+        raise UserError(
+            f"report: {display_path(folder)} holds "
+            + (f"several builds' JSON ({', '.join(found)})" if found else f"no *{_JSON_SUFFIX}")
+            + ": give a build's output folder, <output.dir>/<name>"
+        )
+    return found[0].removesuffix(_JSON_SUFFIX)
+
+
+def _write_atomically(texts: dict[Path, str]) -> None:
+    """Write every text under a temporary name first, then rename them all into place: a
+    failure while writing leaves the previous files as they were."""
+    partials = {path: path.with_name(f".{path.name}.partial") for path in texts}
+    try:
+        for path, partial in partials.items():
+            partial.write_text(texts[path], encoding="utf-8")
+        for path, partial in partials.items():
+            partial.replace(path)
+    finally:
+        for partial in partials.values():
+            if partial.is_file():  # not what stood in the way of one
+                partial.unlink()
