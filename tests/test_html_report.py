@@ -1,0 +1,151 @@
+"""The HTML report of a real demo-sized build: every section from the JSON, opened offline in a
+real headless Chromium (Debian's, driven by Playwright) with no console error and no request."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+
+import pytest
+from PIL import Image
+
+from generator.html_report import render_html
+
+CHROMIUM = shutil.which("chromium")
+
+
+def _info(folder) -> dict:
+    return json.loads((folder / "default_quantization_info.json").read_text())
+
+
+class _Text(HTMLParser):
+    """The page's text (SVG text included), with runs of white space made one space."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.svgs = 0
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.svgs += tag == "svg"
+
+    def handle_data(self, data) -> None:
+        self.parts.append(data)
+
+    @property
+    def text(self) -> str:
+        return re.sub(r"\s+", " ", " ".join(self.parts))
+
+
+def _parse(page: str) -> _Text:
+    parser = _Text()
+    parser.feed(page)
+    return parser
+
+
+def _key_figures(info: dict) -> list[str]:
+    """What a reader must find: the model's hash, each head's accuracies, each board's verdict."""
+    heads = info["accuracy"]["heads"].values()
+    return [
+        info["model"]["sha256"],
+        *(f"{head['quantized_top1']:.2%}" for head in heads),
+        *(f"{head['float_top1']:.2%}" for head in heads),
+        *(board["verdict"] for board in info["boards"].values()),
+    ]
+
+
+def test_every_section_is_drawn_from_the_json(demo_sized_build):
+    info = _info(demo_sized_build)
+    page = (demo_sized_build / "default_report.html").read_text()
+    parsed = _parse(page)
+    text = parsed.text
+    for fact in _key_figures(info):
+        assert fact in text, fact
+    for heading in (
+        "Model",
+        "Input and heads",
+        "Board fit",
+        "Cycles per layer, corstone_300",
+        "Cycles per layer, alif_e7_he",
+        "Quantization error",
+        "Clipping per layer",
+        "Runtimes: TFLite Micro vs LiteRT",
+        "Tensor arena",
+        "Training",
+        "Accuracy: float vs quantized",
+        "Confusion matrices",
+    ):
+        assert heading in text, heading
+    # fit, cycles per target, clipping, runtimes, training, accuracy, a confusion matrix per head
+    assert parsed.svgs == 1 + 2 + 1 + 1 + 1 + 1 + 3
+    for head in info["heads"]:
+        assert f"{head['scale']:.6g}" in text and head["name"] in text
+    # The per-layer charts name Keras layers (the JSON's mapping), not Vela's fused tensor names.
+    for target in info["vela"].values():
+        layers = {layer["layer"] for layer in target["layers"]}
+        assert {"conv1", "conv_pw_13", "digit_logits", "high_logits"} <= layers
+        assert all(layer in text for layer in layers)
+        assert not any(layer["name"] in text for layer in target["layers"] if ";" in layer["name"])
+    for tensor in info["clipping"]["tensors"]:
+        assert f"{tensor['layer']} ({tensor['operator']})" in text
+    history = info["training"]["history"]
+    assert f"{len(history)} epochs run" in text
+    assert f"{history[info['training']['best_epoch'] - 1]['val_loss']:.4f}" in text
+    for head in info["accuracy"]["heads"].values():
+        for row in head["confusion_matrix"]:
+            assert " ".join(map(str, row)) in text  # the counts, as text in the matrix figure
+    for by_head in info["runtimes"]["compared"].values():
+        for figures in by_head.values():
+            assert f"{figures['max_step_difference']} steps" in text
+    # self-contained: nothing to fetch, no script
+    assert not re.search(r"""(src|href)=["'](https?:)?//""", page)
+    assert "<script" not in page and "<link" not in page
+
+
+def test_rendering_is_repeatable_and_sections_without_data_are_left_out(demo_sized_build):
+    info = _info(demo_sized_build)
+    page = (demo_sized_build / "default_report.html").read_text()
+    assert render_html(info) == page
+    bare = _parse(render_html({**info, "training": None, "accuracy": None, "boards": {}}))
+    assert bare.svgs == 2 + 1 + 1  # cycles per target, clipping, runtimes
+    for heading in ("Board fit", "Training", "Accuracy", "Confusion matrices"):
+        assert heading not in bare.text
+    assert info["model"]["sha256"] in bare.text
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Debian's chromium is not installed (.ci/run installs it with apt-get; Playwright "
+    "downloads no browser of its own here)",
+)
+def test_report_opens_offline_in_chromium_without_errors(demo_sized_build, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    info = _info(demo_sized_build)
+    report = demo_sized_build / "default_report.html"
+    screenshot = tmp_path / "report.png"
+    errors, requests = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            context = browser.new_context(offline=True, viewport={"width": 1100, "height": 900})
+            page = context.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(report.as_uri(), wait_until="load")
+            text = re.sub(r"\s+", " ", page.inner_text("body"))
+            svgs = page.locator("svg").count()
+            page.screenshot(path=screenshot, full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert requests == [report.as_uri()]  # the page itself, nothing else
+    for fact in _key_figures(info):
+        assert fact in text, fact
+    assert svgs == 10
+    with Image.open(screenshot) as image:
+        width, height = image.size
+    assert width == 1100 and height > 3000  # every section rendered, one below the other
