@@ -33,7 +33,7 @@ from pathlib import Path
 import h5py
 import keras
 
-from generator.config import HEAD_NAME_PATTERN, Head, ModelConfig
+from generator.config import FULL_STRIDE, HEAD_NAME_PATTERN, Head, ModelConfig, output_stride
 from generator.errors import UserError
 from generator.resources import Network, check_memory
 
@@ -80,6 +80,9 @@ def build_model(config: ModelConfig, batch_size: int | None = 1) -> keras.Model:
         pooling="avg",
         **extra,
     )
+    stride = output_stride(config)
+    if stride < FULL_STRIDE:
+        backbone = _with_output_stride(backbone, stride, image)
     features = backbone.output
     outputs = {
         head.name: keras.layers.Dense(head.num_classes, name=f"{head.name}_logits")(features)
@@ -89,6 +92,47 @@ def build_model(config: ModelConfig, batch_size: int | None = 1) -> keras.Model:
     if config.weights is not None:
         _load_weights(model, config.weights)
     return model
+
+
+def _with_output_stride(backbone: keras.Model, stride: int, image) -> keras.Model:
+    """The backbone with its last stride-2 stages made stride 1 (as DeepLab's `output_stride`
+    does, without dilation), keeping every layer's name.
+
+    A stride-2 depthwise convolution in these backbones is a `valid` convolution after an
+    asymmetric ZeroPadding2D; at stride 1 that padding becomes symmetric (kernel // 2 on each
+    side), so the layer keeps its input size as a `same` convolution would.
+    """
+    strided = [
+        layer
+        for layer in backbone.layers
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
+        and tuple(layer.strides) != (1, 1)
+    ]
+    relaxed = strided[len(strided) - round(math.log2(FULL_STRIDE // stride)) :]
+    changes: dict[str, dict] = {}
+    for layer in relaxed:
+        changes[layer.name] = {"strides": (1, 1)}
+        source = layer.input._keras_history.operation
+        if isinstance(source, keras.layers.ZeroPadding2D):
+            half = [k // 2 for k in layer.kernel_size]
+            changes[source.name] = {"padding": ((half[0], half[0]), (half[1], half[1]))}
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config({**layer.get_config(), **changes.get(layer.name, {})})
+
+    return keras.models.clone_model(backbone, input_tensors=[image], clone_function=clone)
+
+
+def model_copies(config: ModelConfig, built: BuiltModel) -> tuple[keras.Model, keras.Model]:
+    """Two copies of `built.model` with its weights: one that trains at any batch size and one
+    with the deployed (batch-1) input. A model file's input batch is what the file says."""
+    if config.path is None:
+        copies = build_model(config, None), build_model(config)
+    else:
+        copies = keras.models.clone_model(built.model), keras.models.clone_model(built.model)
+    for copy in copies:
+        copy.set_weights(built.model.get_weights())
+    return copies
 
 
 def load_model_file(config: ModelConfig) -> BuiltModel:

@@ -222,8 +222,13 @@ def _print_summary(info: dict, written: list[Path]) -> None:
         for name, head in info["accuracy"]["heads"].items():
             print(
                 f"  {name}: accuracy float {head['float_top1']:.2%}, quantized (TFLite Micro) "
-                f"{head['quantized_top1']:.2%} ({head['drop_points']:+.2f} points drop) "
-                f"on {head['images']} images",
+                f"{head['quantized_top1']:.2%} ({head['drop_points']:+.2f} points drop)"
+                + (
+                    f", post-training quantized instead {head['post_training_top1']:.2%}"
+                    if "post_training_top1" in head
+                    else ""
+                )
+                + f" on {head['images']} images",
                 file=sys.stderr,
             )
     for warning in info["warnings"]:

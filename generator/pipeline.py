@@ -1,5 +1,5 @@
-"""The build pipeline: build -> [train] -> calibrate -> convert -> compile (Vela, board fit) ->
-verify -> arena -> firmware (C arrays) -> [evaluate] -> report.
+"""The build pipeline: build -> [train] -> calibrate -> [qat] -> convert -> compile (Vela, board
+fit) -> verify -> arena -> firmware (C arrays) -> [evaluate] -> report.
 
 Everything is written into a hidden staging folder inside `output.dir` and moved to
 `<output.dir>/<name>/` only when every stage has succeeded, so a failed or interrupted build
@@ -10,6 +10,7 @@ Importing this module imports TensorFlow (through the build stage); `validate` n
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -22,14 +23,15 @@ from typing import Protocol
 
 from generator import __version__
 from generator.boards import Fit, fit_on_board
-from generator.build import BuiltModel, build, build_model
+from generator.build import BuiltModel, build, build_model, model_copies
 from generator.calibrate import load_calibration_set
-from generator.config import Config, Head, display_path
+from generator.config import Config, Head, display_path, output_stride
 from generator.convert import convert_to_tflite, tensor_layers
 from generator.errors import UserError, VerificationError
 from generator.evaluate import evaluate_accuracy
 from generator.firmware import CompiledFor, write_c_array
-from generator.labelled import read_labelled
+from generator.labelled import LabelledImages, read_labelled
+from generator.qat import QatResult, check_ranges, fine_tune
 from generator.quiet import muted
 from generator.report import AccuracyOutcome, TrainingOutcome, accuracy_info, quantization_info
 from generator.report_files import report_paths, write_report
@@ -71,9 +73,9 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
     with stage("build", _describe_model(config)):
         built = build(config.model)
 
-    training = None
+    training = sets = None
     if config.train is not None:
-        training = _train(config, built, stage)
+        training, sets = _train(config, built, stage)
 
     with stage("save", f"{name}.keras"):
         keras_path = folder / f"{name}.keras"
@@ -83,18 +85,27 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
     with stage("calibrate", f"images from {display_path(config.calibration.data)}"):
         calibration = load_calibration_set(config.calibration, built.input_shape, config.model.seed)
 
+    qat = None
+    if config.train is not None and config.train.qat is not None:
+        qat = _fine_tune(config, built, sets, calibration.calibration, stage)
+
+    heads = [head.name for head in built.heads]
     with stage("convert", f"quantizing on {len(calibration.calibration)} images"):
-        content = convert_to_tflite(
-            built.model,
-            calibration.calibration,
-            input_range,
-            config.quantization,
-            heads=[head.name for head in built.heads],
+        content = post_training = convert_to_tflite(
+            built.model, calibration.calibration, input_range, config.quantization, heads=heads
         )
+        if qat is not None:
+            content = convert_to_tflite(
+                qat.model, calibration.calibration, input_range, config.quantization, heads=heads
+            )
+            qat = dataclasses.replace(
+                qat, activations_checked=check_ranges(read_tflite(content), qat.model)
+            )
         tflite_path = folder / f"{name}.tflite"
         tflite_path.write_bytes(content)
         tflite = read_tflite(content)
-        layers = tensor_layers(tflite, built.model, [head.name for head in built.heads])
+        # A QAT model's layers carry the float model's names, plus its quantizers.
+        layers = tensor_layers(tflite, built.model if qat is None else qat.model, heads)
 
     targets = ", ".join(t.key for t in config.vela.targets)
     with stage("compile", f"Vela for {targets}"):
@@ -128,7 +139,8 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
 
     accuracy = None
     if config.evaluation is not None:
-        accuracy = _evaluate(config, built, content, tflite, keras_path, stage)
+        compared = None if qat is None else post_training
+        accuracy = _evaluate(config, built, content, tflite, keras_path, stage, compared)
 
     with stage("report", "quantization info and report"):
         info = quantization_info(
@@ -143,6 +155,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
             arena_bytes=arena,
             fits=fits,
             training=training,
+            qat=qat,
             accuracy=accuracy,
         )
         report = report_paths(folder, name)
@@ -283,10 +296,16 @@ def _describe_model(config: Config) -> str:
         return f"model file {display_path(model.path)}"
     height, width, channels = model.input_shape
     heads = ", ".join(h.name for h in model.heads)
-    return f"{model.backbone} alpha {model.alpha}, {height}x{width}x{channels}, heads {heads}"
+    return (
+        f"{model.backbone} alpha {model.alpha}, {height}x{width}x{channels}, output stride "
+        f"{output_stride(model)}, heads {heads}"
+    )
 
 
-def _train(config: Config, built: BuiltModel, stage: Stage) -> TrainingOutcome:
+def _train(
+    config: Config, built: BuiltModel, stage: Stage
+) -> tuple[TrainingOutcome, tuple[LabelledImages, LabelledImages]]:
+    """Train the float model; return the outcome and the (training, validation) sets."""
     train = config.train
     with stage("data", f"labelled images from {display_path(train.data)}"):
         data = read_labelled(train.data, built.heads, built.input_shape, "train.data")
@@ -318,7 +337,33 @@ def _train(config: Config, built: BuiltModel, stage: Stage) -> TrainingOutcome:
         )
         if trainable is not built.model:
             built.model.set_weights(trainable.get_weights())
-    return TrainingOutcome(result, train.data, train.validation)
+    stage.note(f"{result.images_per_second:,.0f} images/s")
+    return TrainingOutcome(result, train.data, train.validation), (training, validation)
+
+
+def _fine_tune(
+    config: Config,
+    built: BuiltModel,
+    sets: tuple[LabelledImages, LabelledImages],
+    calibration_pixels,
+    stage: Stage,
+) -> QatResult:
+    """Quantization-aware fine-tuning of a copy of the trained float model; `built.model` keeps
+    the float weights (the .keras file, the float accuracy and post-training quantization)."""
+    train = config.train
+    detail = f"quantization-aware training, {train.qat.epochs} epochs"
+    with stage("qat", detail):
+        result = fine_tune(
+            *model_copies(config.model, built),
+            built.heads,
+            *sets,
+            train,
+            calibration_pixels,
+            config.calibration.input_range,
+            lambda record: stage.note(_epoch_line(record, train.qat.epochs)),
+        )
+        stage.note(f"{result.training.images_per_second:,.0f} images/s")
+    return result
 
 
 def _epoch_line(record, epochs: int) -> str:
@@ -332,14 +377,27 @@ def _epoch_line(record, epochs: int) -> str:
     )
 
 
-def _evaluate(config, built, content, tflite, keras_path, stage: Stage) -> AccuracyOutcome:
+def _evaluate(
+    config, built, content, tflite, keras_path, stage: Stage, post_training: bytes | None = None
+) -> AccuracyOutcome:
+    """Accuracy of the float model and of `content`; with `post_training` (a QAT build's
+    post-training-quantized model) that model's accuracy too, from the same runtime."""
     source = config.evaluation.data
+    input_range = config.calibration.input_range
     with stage("evaluate", f"float vs quantized accuracy on {display_path(source)}"):
         data = read_labelled(source, built.heads, built.input_shape, "evaluation.data")
-        heads = evaluate_accuracy(
-            built.model, content, tflite, built.heads, data, config.calibration.input_range
-        )
-    return AccuracyOutcome(heads, source, keras_path.stat().st_size, len(content))
+        heads = evaluate_accuracy(built.model, content, tflite, built.heads, data, input_range)
+        compared = None
+        if post_training is not None:
+            compared = evaluate_accuracy(
+                built.model,
+                post_training,
+                read_tflite(post_training),
+                built.heads,
+                data,
+                input_range,
+            )
+    return AccuracyOutcome(heads, source, keras_path.stat().st_size, len(content), compared)
 
 
 def _umask() -> int:

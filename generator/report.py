@@ -16,8 +16,9 @@ from generator import __version__
 from generator.boards import Fit
 from generator.build import BuiltModel
 from generator.calibrate import CalibrationSet
-from generator.config import Config, display_path
+from generator.config import Config, display_path, output_stride
 from generator.evaluate import HeadAccuracy
+from generator.qat import QatResult
 from generator.tflite_file import TfliteModel
 from generator.tflm import NPU_ARENA_MARGIN_BYTES, npu_arena_bytes
 from generator.train import TrainingResult
@@ -45,6 +46,7 @@ class AccuracyOutcome:
     data: Path
     keras_bytes: int
     tflite_bytes: int
+    post_training: dict[str, HeadAccuracy] | None = None  # a QAT build's PTQ model, compared
 
 
 SCHEMA_VERSION = 2
@@ -75,6 +77,7 @@ def quantization_info(
     fits: list[Fit],
     training: TrainingOutcome | None,
     accuracy: AccuracyOutcome | None,
+    qat: QatResult | None = None,
 ) -> dict:
     """The facts of one build, as the JSON schema documented in the README lays them out."""
     fidelity = verification.fidelity
@@ -96,6 +99,7 @@ def quantization_info(
             "source": display_path(config.model.path) if config.model.path else "generator",
             "backbone": config.model.backbone,
             "alpha": config.model.alpha,
+            "output_stride": output_stride(config.model) if config.model.backbone else None,
             "input_shape": list(model_input.shape[1:]),
             "parameters": built.model.count_params(),
             "tflite_bytes": len(content),
@@ -168,7 +172,7 @@ def quantization_info(
                 for result in vela
             },
         },
-        "training": None if training is None else _training_info(training),
+        "training": None if training is None else _training_info(training, qat),
         "accuracy": None if accuracy is None else accuracy_info(accuracy),
         "warnings": _warnings(
             config, calibration, vela, fits, verification, trained=training is not None
@@ -184,16 +188,30 @@ def quantization_info(
     return info
 
 
-def _training_info(training: TrainingOutcome) -> dict:
-    result = training.result
+def _training_info(training: TrainingOutcome, qat: QatResult | None) -> dict:
     validation = training.validation
     return {
         "data": display_path(training.data),
         "validation": display_path(validation) if isinstance(validation, Path) else validation,
+        **_run_info(training.result),
+        "qat": None
+        if qat is None
+        else {
+            "activations_checked": qat.activations_checked,
+            **_run_info(qat.training),
+        },
+    }
+
+
+def _run_info(result: TrainingResult) -> dict:
+    """One training run: its figures and its epochs."""
+    return {
         "train_images": result.train_images,
         "validation_images": result.validation_images,
         "epochs_run": len(result.epochs),
         "best_epoch": result.best_epoch,
+        "seconds": result.seconds,
+        "images_per_second": result.images_per_second,
         "history": [
             {
                 "epoch": r.epoch,
@@ -211,6 +229,7 @@ def accuracy_info(accuracy: AccuracyOutcome) -> dict:
     return {
         "data": display_path(accuracy.data),
         "quantized_runtime": REFERENCE,
+        "quantization": "post_training" if accuracy.post_training is None else "qat",
         "keras_bytes": accuracy.keras_bytes,
         "tflite_bytes": accuracy.tflite_bytes,
         "heads": {
@@ -220,6 +239,11 @@ def accuracy_info(accuracy: AccuracyOutcome) -> dict:
                 "quantized_top1": a.quantized_top1,
                 "drop_points": a.drop_points,
                 "agreement_top1": a.agreement_top1,
+                **(
+                    {}
+                    if accuracy.post_training is None
+                    else {"post_training_top1": accuracy.post_training[name].quantized_top1}
+                ),
                 "labels": list(a.classes),
                 "confusion_matrix": a.confusion,
                 "runtimes": {
@@ -397,7 +421,7 @@ def render_markdown(info: dict) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| model | {model['backbone']} (alpha {model['alpha']}) |"
+        f"| model | {model['backbone']} (alpha {model['alpha']}{_stride(model)}) |"
         if model["backbone"]
         else f"| model | from `{model['source']}` |",
         f"| input | {' × '.join(map(str, model['input_shape']))} |",
@@ -490,6 +514,8 @@ def render_markdown(info: dict) -> str:
     lines += _tflm_lines(info["tflm"])
     if info.get("training"):
         lines += _training_lines(info["training"])
+        if info["training"].get("qat"):
+            lines += _qat_lines(info["training"]["qat"])
     if info.get("accuracy"):
         lines += _accuracy_lines(info["accuracy"])
     return "\n".join(lines) + "\n"
@@ -633,7 +659,7 @@ def _training_lines(training: dict) -> list[str]:
             else f"from `{training['validation']}`."
         )
         + f" {training['epochs_run']} epochs run; the model of epoch {training['best_epoch']} "
-        f"(lowest validation loss, {best['val_loss']:.4f}) is kept.",
+        f"(lowest validation loss, {best['val_loss']:.4f}) is kept. " + _speed(training),
         "",
         "| epoch | loss | val loss | " + " | ".join(f"{h} val acc" for h in heads) + " |",
         "|---|---|---|" + "---|" * len(heads),
@@ -648,9 +674,35 @@ def _training_lines(training: dict) -> list[str]:
     return lines
 
 
+def _speed(run: dict) -> str:
+    """Builds before the training speed was recorded have no such figures."""
+    if "images_per_second" not in run:
+        return ""
+    return (
+        f"Training took {run['seconds']:.1f} s: {run['images_per_second']:,.0f} images/s "
+        "(augmented training images, validation included in the time)."
+    )
+
+
+def _qat_lines(qat: dict) -> list[str]:
+    last = qat["history"][-1]
+    return [
+        "",
+        "### Quantization-aware training",
+        "",
+        f"The trained float model was fine-tuned with simulated int8 quantization for "
+        f"{qat['epochs_run']} epochs (batch normalization frozen); the model of epoch "
+        f"{qat['best_epoch']} (lowest validation loss) is kept and converted. Every one of its "
+        f"{qat['activations_checked']} int8 activations was read back from the .tflite and "
+        "carries a range learned in QAT. Last epoch: loss "
+        f"{last['loss']:.4f}, val loss {last['val_loss']:.4f}. " + _speed(qat),
+    ]
+
+
 def _accuracy_lines(accuracy: dict) -> list[str]:
     heads = accuracy["heads"]
     names = list(heads)
+    qat = ", quantization-aware trained" if accuracy.get("quantization") == "qat" else ""
     lines = [
         "",
         "## Accuracy: float vs quantized",
@@ -666,9 +718,18 @@ def _accuracy_lines(accuracy: dict) -> list[str]:
         f"| float32 Keras (.keras) | {accuracy['keras_bytes']:,} bytes | "
         + " | ".join(f"{heads[n]['float_top1']:.2%}" for n in names)
         + " |",
-        f"| int8 TFLite (.tflite), TFLite Micro | {accuracy['tflite_bytes']:,} bytes | "
+        f"| int8 TFLite (.tflite{qat}), TFLite Micro | {accuracy['tflite_bytes']:,} bytes | "
         + " | ".join(f"{heads[n]['quantized_top1']:.2%}" for n in names)
         + " |",
+        *(
+            [
+                "| int8 post-training quantized instead, TFLite Micro | | "
+                + " | ".join(f"{heads[n]['post_training_top1']:.2%}" for n in names)
+                + " |"
+            ]
+            if qat
+            else []
+        ),
         "| drop (points) | | "
         + " | ".join(f"{heads[n]['drop_points']:+.2f}" for n in names)
         + " |",
@@ -700,6 +761,11 @@ def _accuracy_lines(accuracy: dict) -> list[str]:
         for label, row in zip(labels, head["confusion_matrix"], strict=True):
             lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
     return lines
+
+
+def _stride(model: dict) -> str:
+    """Builds before output_stride existed used the keras.applications stride, 32."""
+    return f", output stride {model.get('output_stride', 32)}"
 
 
 def _sqnr(value: float | None) -> str:

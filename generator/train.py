@@ -3,8 +3,11 @@
 - Each head's loss is cross-entropy on its logits, masked where the image has no label for
   it, and averaged over the labelled images of the batch only: a head with no labels in a
   batch gets zero loss and no gradient. The total is the sum weighted by `loss_weights`.
-- Adam with a cosine-decayed (or constant) learning rate; light augmentation (horizontal flip,
-  shift, brightness) on the training images only.
+- Adam with a cosine-decayed (or constant) learning rate after an optional linear warm-up from
+  0 (`warmup_epochs`); light augmentation (horizontal flip, shift, brightness) on the training
+  images only. The warm-up lets a higher peak rate train stably: on the digits demo, 0.01 with 2
+  warm-up epochs reached a lower training loss and higher test accuracy than 0.003 without
+  (README, "Training").
 - After every epoch the validation loss and per-head accuracy are measured; early stopping
   watches the validation loss, and the weights of the epoch with the lowest validation loss
   are the ones kept, whether or not training stopped early.
@@ -18,6 +21,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +54,8 @@ class TrainingResult:
     best_epoch: int
     train_images: int
     validation_images: int
+    seconds: float  # wall time of the training loop (every epoch and its validation)
+    images_per_second: float  # training images seen (augmented) per second of that time
 
 
 def split_validation(data: LabelledImages, fraction: float, seed: int):
@@ -113,9 +119,16 @@ def train_model(
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = min(layer.momentum, BATCHNORM_MOMENTUM)
     steps = int(np.ceil(len(training.pixels) / config.batch_size))
+    warmup = steps * config.warmup_epochs
     rate = config.learning_rate
-    if config.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps * config.epochs)
+    if config.schedule == "cosine" or warmup:
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else rate,
+            decay_steps=max(1, steps * config.epochs - warmup),
+            alpha=0.0 if config.schedule == "cosine" else 1.0,  # 1.0: constant after warm-up
+            warmup_target=rate if warmup else None,
+            warmup_steps=warmup,
+        )
     model.compile(
         optimizer=keras.optimizers.Adam(rate),
         loss={h.name: masked_sparse_crossentropy for h in heads},
@@ -128,6 +141,7 @@ def train_model(
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping)
         )
+    start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras notes that a tf.data set is already shuffled
         model.fit(
@@ -138,9 +152,18 @@ def train_model(
             callbacks=callbacks,
             verbose=0,
         )
+    seconds = time.perf_counter() - start
     records = tuple(history.records)
     best = min(records, key=lambda r: r.val_loss)
-    return TrainingResult(records, best.epoch, len(training.pixels), len(validation.pixels))
+    images = len(training.pixels)
+    return TrainingResult(
+        records,
+        best.epoch,
+        images,
+        len(validation.pixels),
+        seconds,
+        images * len(records) / seconds,
+    )
 
 
 def _arrays(data: LabelledImages, heads, input_range) -> tuple[np.ndarray, dict[str, np.ndarray]]:
