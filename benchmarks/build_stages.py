@@ -105,10 +105,14 @@ def _child(config_path: Path, output: Path) -> None:
         from generator.pipeline import run_build
 
     config = load_config(config_path, output_dir=output)
-    run_build(config, stage)
+    info, _ = run_build(config, stage)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     tflite = output / config.name / f"{config.name}.tflite"
-    print(json.dumps({"stages": timings, "peak_mib": peak, "tflite": str(tflite)}))
+    training = info["training"] or {}
+    speeds = {"training": training.get("images_per_second")}
+    if training.get("qat"):
+        speeds["qat"] = training["qat"]["images_per_second"]
+    print(json.dumps({"stages": timings, "peak_mib": peak, "tflite": str(tflite), **speeds}))
 
 
 def _print_table(config: str, runs: list[dict]) -> None:
@@ -127,6 +131,9 @@ def _print_table(config: str, runs: list[dict]) -> None:
     print(row("process wall (with interpreter start)", [r["wall"] for r in runs], "s"))
     print(row("peak RSS, build process", [r["peak_mib"] for r in runs], "MiB"))
     print(row("peak RSS, Vela subprocess", [r["vela_peak_mib"] for r in runs], "MiB"))
+    for kind in ("training", "qat"):  # the speed the build's JSON records
+        if runs[0].get(kind):
+            print(row(f"{kind} speed", [r[kind] for r in runs], "images/s"))
 
 
 if __name__ == "__main__":

@@ -96,3 +96,15 @@ def test_training_is_reproducible_for_a_seed():
 
     for a, b in zip(weights(), weights(), strict=True):
         assert np.array_equal(a, b)
+
+
+def test_warm_up_rises_from_zero_to_the_peak_then_decays():
+    data = _digits(64)
+    training, validation = split_validation(data, 0.25, seed=0)
+    model = build_model(MODEL, batch_size=None)
+    config = _config(3, batch_size=16, augment=None, learning_rate=0.01, warmup_epochs=1)
+    train_model(model, HEADS, training, validation, config, (0.0, 1.0), lambda record: None)
+    schedule = model.optimizer._learning_rate  # 48 images: 3 steps per epoch
+    rates = [float(schedule(step)) for step in (0, 3, 9)]
+    assert rates[0] == 0.0 and np.isclose(rates[1], 0.01) and rates[2] < 1e-6
+    assert int(model.optimizer.iterations.numpy()) == 9
