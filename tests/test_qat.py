@@ -12,6 +12,7 @@ from test_cli import run_cli
 from tflite_micro import runtime
 
 from generator.build import build_model
+from generator.calibrate import load_calibration_set
 from generator.config import Head, ModelConfig, QuantizationConfig, load_config
 from generator.convert import convert_to_tflite
 from generator.labelled import read_labelled
@@ -37,9 +38,10 @@ def test_kernels_land_on_a_per_channel_int8_grid():
     assert np.allclose(steps, np.round(steps), atol=1e-4)
     assert np.abs(np.round(steps)).max() == 127
     depthwise = rng.normal(size=(3, 3, 6, 1)).astype("float32")  # 6 channels, multiplier 1
-    steps = np.asarray(fake_quant_kernel(depthwise, depthwise=True)) / (
-        np.abs(depthwise).max(axis=(0, 1, 3)) / 127
-    )[None, None, :, None]
+    steps = (
+        np.asarray(fake_quant_kernel(depthwise, depthwise=True))
+        / (np.abs(depthwise).max(axis=(0, 1, 3)) / 127)[None, None, :, None]
+    )
     assert np.allclose(steps, np.round(steps), atol=1e-4)
 
 
@@ -111,7 +113,7 @@ def qat_build(tmp_path_factory):
 
 
 def test_a_qat_build_is_fully_integer_with_uint8_io_and_reports_both_methods(qat_build):
-    config, out, run = qat_build
+    _, out, run = qat_build
     assert "[qat] quantization-aware training, 1 epochs" in run.stderr
     tflite = read_tflite((out / "qat.tflite").read_bytes())
     assert [t.dtype for t in (*tflite.inputs, *tflite.outputs)] == ["uint8"] * 3
@@ -147,8 +149,6 @@ def test_qat_accuracy_figures_equal_an_independent_recomputation(qat_build):
 
     qat = tflm_top1((out / "qat.tflite").read_bytes())
     calibration = config.calibration
-    from generator.calibrate import load_calibration_set
-
     pixels = load_calibration_set(calibration, (32, 32, 1), config.model.seed).calibration
     post_training = tflm_top1(
         convert_to_tflite(
