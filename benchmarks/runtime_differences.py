@@ -87,9 +87,9 @@ def main() -> None:
                     heads=[h.name for h in heads],
                 )
                 tflite = read_tflite(content)
-                outputs = integer_outputs(content, tflite, images.held_out, heads)
-                differences = compare_runtimes(outputs)
+                outputs = integer_outputs(content, tflite, images.held_out, heads, (0.0, 1.0))
                 expected = float_logits(model, images.held_out, (0.0, 1.0))
+                differences = compare_runtimes(outputs, expected, tflite)
                 cells = []
                 for runtime in runtimes:
                     by_head = differences[runtime].values()

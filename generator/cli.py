@@ -1,5 +1,5 @@
-"""Command line: `python -m generator build|validate|evaluate CONFIG.yaml`, `report FOLDER`,
-`export-digits DIR`.
+"""Command line: `python -m generator build|validate|evaluate|compare CONFIG.yaml`,
+`report FOLDER`, `export-digits DIR`.
 
 Parses arguments, runs the stages, prints progress to stderr and the written paths at the end.
 A user's mistake (`UserError`) becomes one line on stderr and exit code 2, with no traceback
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from generator import __version__
-from generator.config import Config, display_path, load_config
+from generator.config import HOST_MODES, Config, compare_modes, display_path, load_config
 from generator.errors import UserError, VerificationError
 from generator.images import find_images, select_images
 from generator.labelled import read_labelled
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report(args.folder)
         config = load_config(Path(args.config), args.set, getattr(args, "output_dir", None))
+        if args.command == "compare":
+            return _compare(config, args.modes)
         return args.run(config)
     except UserError as error:
         if args.debug:
@@ -68,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         ("build", _build, "build, train, quantize, compile and report"),
         ("validate", _validate, "check the config and its images without building"),
         ("evaluate", _evaluate, "re-run only the accuracy evaluation on an existing build"),
+        ("compare", _compare, "build every quantization mode from one float model and compare"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("config", help="YAML config file")
@@ -83,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--output-dir", type=Path, help="the build's output.dir, overriding the config"
         )
+        if name == "compare":
+            command.add_argument(
+                "--modes",
+                metavar="MODE,...",
+                help="modes to compare, from full_integer, int16x8, dynamic_range, float16, "
+                "float32, qat (needs train:), mixed (needs quantization.keep_float); "
+                "default: every mode the config can make",
+            )
     report = commands.add_parser(
         "report", help="render an existing build's Markdown and HTML report again from its JSON"
     )
@@ -157,7 +168,34 @@ def _check_labelled_sets(config: Config) -> list[str]:
 
 
 def _build(config: Config) -> int:
+    mode = config.quantization.mode
+    if mode in HOST_MODES:
+        raise UserError(
+            f"quantization.mode: {mode} is a host format with float operators, which no Ethos-U "
+            "runs, and build makes what the board runs: use full_integer or int16x8, or measure "
+            f"{mode} with 'python -m generator compare {display_path(config.source)}'"
+        )
     return _run_pipeline(config, "building", "run_build")
+
+
+def _compare(config: Config, modes: str | None) -> int:
+    chosen = compare_modes(modes, config)
+    print(
+        f"generator {__version__}: comparing {', '.join(chosen)} for {config.name} from "
+        f"{config.source}",
+        file=sys.stderr,
+    )
+    stage = _StagePrinter()
+    with stage("import", "TensorFlow"), muted():
+        import generator.compare
+    info, written = generator.compare.run_compare(config, chosen, stage)
+    print(f"done in {stage.total:.1f} s", file=sys.stderr)
+    for key, choice in info["recommendations"].items():
+        print(f"  {key}: {choice['mode'] or 'no mode'}: {choice['reason']}", file=sys.stderr)
+    print("wrote:")
+    for path in written:
+        print(f"  {display_path(path)}")
+    return 0
 
 
 def _evaluate(config: Config) -> int:

@@ -103,10 +103,27 @@ class CalibrationConfig:
     input_range: tuple[float, float]
 
 
+# `quantization.mode`: what `build` makes, and the rows `compare` measures (plus `qat`).
+# Deployable modes run on an Ethos-U (Vela compiles them); host modes are formats for a host
+# runtime with float operators, which no Ethos-U runs.
+DEPLOYABLE_MODES = ("full_integer", "int16x8")
+HOST_MODES = ("dynamic_range", "float16", "float32")
+MODES = DEPLOYABLE_MODES + HOST_MODES
+# `compare` also makes `qat` (fine-tuned, then full_integer) and `mixed` (full_integer with the
+# layers quantization.keep_float names kept float).
+COMPARE_MODES = (*MODES, "qat", "mixed")
+
+
 @dataclass(frozen=True)
 class QuantizationConfig:
+    """`io_dtype` and `per_channel` apply to the integer modes; `keep_float` names Keras layers
+    or TFLite operator types (upper case, e.g. MEAN) that a `full_integer` model keeps in
+    float32 (generator/convert.py)."""
+
     io_dtype: str
     per_channel: bool
+    mode: str = "full_integer"
+    keep_float: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -688,11 +705,47 @@ def _parse_input_range(value: list) -> tuple[float, float]:
 
 
 def _parse_quantization(raw: dict) -> QuantizationConfig:
-    section = _Section(raw, "quantization", ("io_dtype", "per_channel"))
+    section = _Section(
+        raw, "quantization", ("mode", "io_dtype", "per_channel", "keep_float", "int16")
+    )
     io_dtype = section.get("io_dtype", str, default="uint8")
     if io_dtype not in ("uint8", "int8"):
         raise UserError(f"quantization.io_dtype: {io_dtype!r} must be uint8 or int8")
-    return QuantizationConfig(io_dtype, section.get("per_channel", bool, default=True))
+    mode = section.get("mode", str, default="full_integer")
+    if mode not in MODES:
+        hint = _nearest(mode, MODES)
+        raise UserError(
+            f"quantization.mode: {mode!r} is not a mode: "
+            + (f"did you mean {hint!r}?" if hint else f"use one of {', '.join(MODES)}")
+        )
+    if section.get("int16", list, default=[]):
+        raise UserError(
+            "quantization.int16: 16-bit activations for single layers are not supported yet "
+            "(the TensorFlow Lite converter makes int16 only for a whole model): use "
+            "quantization.mode: int16x8 for the whole model, or keep_float for those layers"
+        )
+    keep_float = _layer_names(section, "keep_float")
+    if keep_float and mode != "full_integer":
+        raise UserError(
+            f"quantization.keep_float: only a full_integer model keeps layers float, and mode "
+            f"is {mode}: set quantization.mode: full_integer or remove keep_float"
+        )
+    return QuantizationConfig(
+        io_dtype, section.get("per_channel", bool, default=True), mode, keep_float
+    )
+
+
+def _layer_names(section: _Section, key: str) -> tuple[str, ...]:
+    """A list of Keras layer names or TFLite operator types, each once (checked against the
+    converted model, `convert._denied`)."""
+    names = section.get(key, list, default=[])
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip():
+            raise UserError(
+                f"quantization.{key}[{index}]: expected a Keras layer name or a TFLite operator "
+                f"type such as MEAN, got {name!r}"
+            )
+    return tuple(dict.fromkeys(names))
 
 
 _SECTION_PATTERN = re.compile(r"^[A-Za-z0-9_.$]+$")
@@ -957,3 +1010,38 @@ def display_path(path: Path) -> str:
         return path.relative_to(Path.cwd()).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def _default_compare_modes(config: Config) -> tuple[str, ...]:
+    """Every mode the config can make: `qat` needs training data, `mixed` kept layers."""
+    modes = [*MODES]
+    if config.train is not None:
+        modes.append("qat")
+    if config.quantization.keep_float:
+        modes.append("mixed")
+    return tuple(modes)
+
+
+def compare_modes(text: str | None, config: Config) -> tuple[str, ...]:
+    """`--modes a,b,c` checked against what the config can make (before TensorFlow starts)."""
+    if text is None:
+        return _default_compare_modes(config)
+    modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    for mode in modes:
+        if mode not in COMPARE_MODES:
+            raise UserError(
+                f"--modes: {mode!r} is not a mode: use some of {', '.join(COMPARE_MODES)}"
+            )
+    if not modes:
+        raise UserError(f"--modes: name at least one of {', '.join(COMPARE_MODES)}")
+    if "qat" in modes and config.train is None:
+        raise UserError(
+            "--modes: qat fine-tunes the trained model on labelled images and the config has no "
+            "train: section: add one or leave qat out"
+        )
+    if "mixed" in modes and not config.quantization.keep_float:
+        raise UserError(
+            "--modes: mixed keeps the layers quantization.keep_float names float, and the "
+            "config names none: name some or leave mixed out"
+        )
+    return modes

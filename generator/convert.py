@@ -24,8 +24,9 @@ checked by reading it back.
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
@@ -36,9 +37,19 @@ from generator.calibrate import pixels_to_float
 from generator.config import QuantizationConfig
 from generator.errors import UserError
 from generator.quiet import muted
+from generator.tflite_file import OPERATOR_NAMES as _OPERATOR_NAMES
 from generator.tflite_file import TfliteModel, read_tflite, with_outputs
 
+_OPS_SETS = {
+    "full_integer": "TFLITE_BUILTINS_INT8",
+    "int16x8": "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",
+}
+
 SIGNATURE_KEY = "serving_default"
+
+# Modes calibrated on the representative images, whose operators are all integer.
+INTEGER_MODES = ("full_integer", "int16x8")
+_MODE_WORDS = {"full_integer": "int8", "int16x8": "int16x8"}
 
 
 def convert_to_tflite(
@@ -49,8 +60,67 @@ def convert_to_tflite(
     *,
     heads: list[str],
 ) -> bytes:
-    """Quantize `model` (batch size 1, dict outputs) on `calibration_pixels` (uint8, N×H×W×C);
-    output i is `heads[i]`, named after it."""
+    """Quantize `model` (batch size 1, dict outputs) on `calibration_pixels` (uint8, N×H×W×C)
+    as `quantization.mode` says; output i is `heads[i]`, named after it."""
+    converter, concrete, layer_names = make_converter(
+        model, calibration_pixels, input_range, quantization, heads
+    )
+    mode = quantization.mode
+    kept: tuple[list[str], list[str]] = ([], [])
+    with muted():
+        try:
+            if quantization.keep_float:
+                debugger, kept = quantization_debugger(
+                    converter, model, heads, quantization.keep_float, None
+                )
+                content = _with_io_type(
+                    debugger.get_nondebug_quantized_model(), io_dtype(quantization)
+                )
+            else:
+                content = converter.convert()
+        except ConverterError as error:
+            op_types = set(re.findall(r"'tf\.(\w+)' op", str(error)))
+            culprits = [
+                (op.type, _layer_of(op.name, layer_names))
+                for op in concrete.graph.get_operations()
+                if op.type in op_types
+            ]
+            if not culprits:
+                raise
+            raise UserError(
+                f"model: {_describe(culprits)} cannot be converted to TensorFlow Lite "
+                f"{'integer ' if mode in INTEGER_MODES else ''}operators: replace those layers"
+            ) from None
+        except RuntimeError as error:
+            # The calibrator refuses operators it has no 16-bit kernel for (HARD_SWISH).
+            unsupported = sorted(
+                set(re.findall(r"16x8-bit not yet supported for op: '(\w+)'", str(error)))
+            )
+            if not unsupported:
+                raise
+            raise UserError(
+                f"model: the TensorFlow Lite converter cannot quantize {', '.join(unsupported)} "
+                "to 16-bit activations: use quantization.mode full_integer, or replace the layers "
+                "that become those operators"
+            ) from None
+    if mode in INTEGER_MODES:
+        _refuse_float_operators(content, layer_names, mode, kept)
+    content = with_outputs(
+        content, _head_positions(content, heads), heads, INPUT_NAME, SIGNATURE_KEY
+    )
+    _check_io(content, heads, input_range, io_dtype(quantization))
+    return content
+
+
+def make_converter(
+    model,
+    calibration_pixels: np.ndarray,
+    input_range: tuple[float, float],
+    quantization: QuantizationConfig,
+    heads: list[str],
+):
+    """The TensorFlow Lite converter set up for `quantization.mode`, the traced function, and
+    the model's layer names."""
     import tensorflow as tf
 
     shape = (1, *calibration_pixels.shape[1:])
@@ -64,56 +134,149 @@ def convert_to_tflite(
     )
     variables = tf.Module()
     variables.tracked = [v.value for v in model.variables]
-    io_type = {"uint8": tf.uint8, "int8": tf.int8}[quantization.io_dtype]
-
-    def representative_dataset() -> Iterator[list[np.ndarray]]:
-        for index, pixels in enumerate(calibration_pixels):
-            sample = pixels_to_float(pixels[None], input_range)
-            if index == 0:
-                sample.reshape(-1)[0], sample.reshape(-1)[-1] = input_range
-            yield [sample]
-
     concrete = function.get_concrete_function()
-    layer_names = {layer.name for layer in all_layers(model)}
+    mode = quantization.mode
     with muted():
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], variables)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = io_type
-        converter.inference_output_type = io_type
-        converter._experimental_disable_per_channel = not quantization.per_channel
         converter.experimental_lower_to_saved_model = False
-        try:
-            content = converter.convert()
-        except ConverterError as error:
-            op_types = set(re.findall(r"'tf\.(\w+)' op", str(error)))
-            culprits = [
-                (op.type, _layer_of(op.name, layer_names))
-                for op in concrete.graph.get_operations()
-                if op.type in op_types
-            ]
-            if not culprits:
-                raise
+        if mode != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if mode == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if mode in INTEGER_MODES:
+            converter.representative_dataset = lambda: float_samples(
+                calibration_pixels, input_range, pin_range=True
+            )
+            converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, _OPS_SETS[mode])]
+            converter.inference_input_type = tf.as_dtype(io_dtype(quantization))
+            converter.inference_output_type = converter.inference_input_type
+            converter._experimental_disable_per_channel = not quantization.per_channel
+    return converter, concrete, {layer.name for layer in all_layers(model)}
+
+
+def float_samples(
+    pixels: np.ndarray, input_range: tuple[float, float], pin_range: bool = False
+) -> Iterator[list[np.ndarray]]:
+    """The images as the converter's representative dataset yields them; with `pin_range`,
+    the first holds `lo` and `hi` once each (see the module docstring)."""
+    for index, image in enumerate(pixels):
+        sample = pixels_to_float(image[None], input_range)
+        if pin_range and index == 0:
+            sample.reshape(-1)[0], sample.reshape(-1)[-1] = input_range
+        yield [sample]
+
+
+def quantization_debugger(
+    converter,
+    model,
+    heads: list[str],
+    kept: tuple[str, ...],
+    debug_dataset: Callable[[], Iterator[list[np.ndarray]]] | None = None,
+    metrics: dict[str, Callable] | None = None,
+):
+    """TensorFlow's quantization debugger over a full-integer `converter`, with the Keras
+    layers or operator types `kept` left float (its deny-lists); also the denied tensor names
+    and operator types.
+
+    Selective quantization goes through the debugger because it is the converter's own
+    mechanism: the same calibration as a plain conversion, the same tensor names, and no new
+    dependency (Google's ai-edge-quantizer also takes per-operator recipes, but calibrates
+    differently and would pin ai-edge-litert to one release). Its models have float I/O;
+    `_with_io_type` gives them ours. `debug_dataset` (default: the calibration samples) is what
+    `run()` measures, with `metrics` (name -> f(float, quantized, scale, zero point)) per layer.
+    """
+    import tensorflow as tf
+
+    converter.inference_input_type = converter.inference_output_type = tf.float32
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=debug_dataset or converter.representative_dataset
+    )
+    calibrated = read_tflite(debugger.calibrated_model)
+    nodes, operators = _denied(kept, calibrated, model, heads, "quantization.keep_float")
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics=metrics,
+        denylisted_nodes=nodes or None,
+        denylisted_ops=operators or None,
+    )
+    return debugger, (nodes, operators)
+
+
+def io_dtype(quantization: QuantizationConfig) -> str:
+    """The input's and outputs' type: `quantization.io_dtype` for a full-integer model; int16x8
+    models take and give int16 (the converter allows nothing narrower); host formats float32."""
+    return {"full_integer": quantization.io_dtype, "int16x8": "int16"}.get(
+        quantization.mode, "float32"
+    )
+
+
+def _denied(
+    kept: tuple[str, ...], calibrated: TfliteModel, model, heads: list[str], field: str
+) -> tuple[list[str], list[str]]:
+    """The debugger's deny-lists for `kept`: tensor names of the Keras layers named, and the
+    operator types named (upper case, e.g. MEAN)."""
+    operators = [name for name in kept if name in _OPERATOR_NAMES]
+    present = {op.name for op in calibrated.operators}
+    for name in operators:
+        if name not in present:
             raise UserError(
-                f"model: {_describe(culprits)} cannot be converted to TensorFlow Lite "
-                "integer operators: replace those layers"
-            ) from None
+                f"{field}: the model has no {name} operator: its operators are "
+                f"{', '.join(sorted(present))}"
+            )
+    tensors = tensor_layers(calibrated, model, heads)
+    owners = set(tensors.values())
+    nodes = []
+    for name in kept:
+        if name in operators:
+            continue
+        if name not in owners:
+            hint = _nearest_name(name, sorted(owners))
+            known = {layer.name for layer in all_layers(model)}
+            problem = (
+                "has no operator of its own in the converted model (an activation or batch "
+                "normalization is fused into the layer before it)"
+                if name in known
+                else "is no layer of the model"
+            )
+            raise UserError(
+                f"{field}: {name!r} {problem}: "
+                + (f"did you mean {hint!r}?" if hint else "name a layer with weights")
+            )
+        nodes += [tensor for tensor, layer in tensors.items() if layer == name]
+    return nodes, operators
+
+
+def _with_io_type(content: bytes, dtype: str) -> bytes:
+    """A float-I/O quantized model with `dtype` input and outputs: the converter's own helper,
+    which folds the edge QUANTIZE/DEQUANTIZE into the input and output tensors."""
+    import tensorflow as tf
+    from tensorflow.lite.python import util
+
+    return util.modify_model_io_type(content, tf.as_dtype(dtype), tf.as_dtype(dtype))
+
+
+def _refuse_float_operators(
+    content: bytes, layer_names: set[str], mode: str, kept: tuple[list[str], list[str]]
+) -> None:
+    """Refuse float operators other than the kept ones (`kept`: tensor names and operator
+    types), and check that each kept one did stay float."""
+    nodes, operators = kept
+    tflite = read_tflite(content)
     # The DEQUANTIZE operators the converter inserts only feed the float ones: name those.
     float_operators = [
-        (op, tensor) for op, tensor in read_tflite(content).float_operators() if op != "DEQUANTIZE"
+        (op, tensor)
+        for op, tensor in tflite.float_operators()
+        if op != "DEQUANTIZE" and op not in operators and tensor not in nodes
     ]
+    made_float = {tensor for _, tensor in tflite.float_operators()}
+    lost = [tensor for tensor in nodes if tensor not in made_float]
+    if lost:
+        raise RuntimeError(f"the converter quantized {lost} though they were denied")
     if float_operators:
         culprits = [(op, _layer_of(tensor, layer_names)) for op, tensor in float_operators]
         raise UserError(
-            f"model: {_describe(culprits)} stay float after int8 conversion; the NPU and "
-            "integer-only firmware need integer operators: replace those layers"
+            f"model: {_describe(culprits)} stay float after {_MODE_WORDS[mode]} conversion; the "
+            "NPU and integer-only firmware need integer operators: replace those layers"
         )
-    content = with_outputs(
-        content, _head_positions(content, heads), heads, INPUT_NAME, SIGNATURE_KEY
-    )
-    _check_io(content, heads, input_range, quantization.io_dtype)
-    return content
 
 
 def _head_positions(content: bytes, heads: list[str]) -> list[int]:
@@ -185,6 +348,11 @@ def _layer_of(tensor_name: str, layer_names: set[str]) -> str:
     return found
 
 
+def _nearest_name(word: str, choices: list[str]) -> str | None:
+    matches = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
 def _describe(culprits: list[tuple[str, str]]) -> str:
     """'layer 'odd' (SIN), layer 'other' (CUMSUM)', each layer once."""
     by_layer: dict[str, set[str]] = {}
@@ -204,7 +372,7 @@ def input_quantization(input_range: tuple[float, float], io_dtype: str) -> tuple
 
 
 def _check_io(
-    content: bytes, heads: list[str], input_range: tuple[float, float], io_dtype: str
+    content: bytes, heads: list[str], input_range: tuple[float, float], dtype: str
 ) -> None:
     tflite = read_tflite(content)
     if [t.name for t in tflite.outputs] != heads or tflite.signature_outputs != {
@@ -212,16 +380,17 @@ def _check_io(
     }:
         raise RuntimeError(f"outputs {[t.name for t in tflite.outputs]} are not the heads {heads}")
     (model_input,) = tflite.inputs
-    scale, zero_point = input_quantization(input_range, io_dtype)
-    if (
-        model_input.dtype != io_dtype
-        or model_input.zero_point != zero_point
-        or not np.isclose(model_input.scale, scale, rtol=1e-6)
-    ):
-        raise RuntimeError(
-            f"converter gave input {model_input.dtype} scale {model_input.scale} zero point "
-            f"{model_input.zero_point}; expected {io_dtype} {scale} {zero_point}"
-        )
-    wrong = [t.name for t in tflite.outputs if t.dtype != io_dtype]
+    if model_input.dtype != dtype:
+        raise RuntimeError(f"converter gave a {model_input.dtype} input, expected {dtype}")
+    if dtype in ("uint8", "int8"):
+        scale, zero_point = input_quantization(input_range, dtype)
+        if model_input.zero_point != zero_point or not np.isclose(
+            model_input.scale, scale, rtol=1e-6
+        ):
+            raise RuntimeError(
+                f"converter gave input scale {model_input.scale} zero point "
+                f"{model_input.zero_point}; expected {scale} {zero_point}"
+            )
+    wrong = [t.name for t in tflite.outputs if t.dtype != dtype]
     if wrong:
-        raise RuntimeError(f"converter left outputs {wrong} not {io_dtype}")
+        raise RuntimeError(f"converter left outputs {wrong} not {dtype}")

@@ -60,7 +60,7 @@ def evaluate_accuracy(
     input_range: tuple[float, float],
 ) -> dict[str, HeadAccuracy]:
     expected = float_logits(model, data.pixels, input_range)
-    outputs = integer_outputs(content, tflite, data.pixels, heads)
+    outputs = integer_outputs(content, tflite, data.pixels, heads, input_range)
     logits = {runtime: dequantize(raw, tflite) for runtime, raw in outputs.items()}
     check_runtimes(
         compare_runtimes(outputs, expected, tflite),

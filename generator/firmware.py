@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from generator.config import Head
 from generator.errors import UserError
 from generator.tflite_file import TensorInfo, read_tflite
@@ -99,7 +101,8 @@ def write_c_array(
         f"#define {macro}_INPUT_HEIGHT {model_input.shape[1]}",
         f"#define {macro}_INPUT_WIDTH {model_input.shape[2]}",
         f"#define {macro}_INPUT_CHANNELS {model_input.shape[3]}",
-        f"#define {macro}_INPUT_BYTES {_elements(model_input.shape)}u",
+        f"#define {macro}_INPUT_BYTES "
+        f"{_elements(model_input.shape) * np.dtype(model_input.dtype).itemsize}u",
         "",
         "/* Heads: OUTPUT_INDEX is the position in the interpreter's outputs; logits. */",
         f"#define {macro}_HEADS {len(heads)}",

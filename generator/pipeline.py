@@ -1,5 +1,6 @@
-"""The build pipeline: build -> [train] -> calibrate -> [qat] -> convert -> compile (Vela, board
-fit) -> verify -> arena -> firmware (C arrays) -> [evaluate] -> report.
+"""The build pipeline: build -> [train] -> calibrate -> [qat] -> convert -> [layers: per-layer
+error] -> compile (Vela, board fit) -> verify -> arena -> firmware (C arrays) -> [evaluate] ->
+report.
 
 Everything is written into a hidden staging folder inside `output.dir` and moved to
 `<output.dir>/<name>/` only when every stage has succeeded, so a failed or interrupted build
@@ -31,6 +32,7 @@ from generator.errors import UserError, VerificationError
 from generator.evaluate import evaluate_accuracy
 from generator.firmware import CompiledFor, write_c_array
 from generator.labelled import LabelledImages, read_labelled
+from generator.layer_error import layer_errors
 from generator.qat import QatResult, check_ranges, fine_tune
 from generator.quiet import muted
 from generator.report import AccuracyOutcome, TrainingOutcome, accuracy_info, quantization_info
@@ -54,9 +56,8 @@ class Stage(Protocol):
 def run_build(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     """Run every stage; return the quantization info and the paths written, in order."""
     config.output.dir.mkdir(parents=True, exist_ok=True)
-    _clear_debris(config.output.dir, config.name)
-    staging = Path(tempfile.mkdtemp(prefix=f".{config.name}-{os.getpid()}-", dir=config.output.dir))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+    clear_debris(config.output.dir, config.name)
+    staging = staging_folder(config.output.dir, config.name)
     try:
         info, written = _build_into(staging, config, stage)
         final = config.output.dir / config.name
@@ -67,6 +68,14 @@ def run_build(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     return info, [final / path.relative_to(staging) for path in written]
 
 
+def staging_folder(output_dir: Path, name: str) -> Path:
+    """A new hidden folder in `output_dir` for a run of `name`, which `clear_debris` removes
+    if the run is killed."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=output_dir))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+    return staging
+
+
 def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     name = config.name
     input_range = config.calibration.input_range
@@ -75,7 +84,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
 
     training = sets = None
     if config.train is not None:
-        training, sets = _train(config, built, stage)
+        training, sets = train_stage(config, built, stage)
 
     with stage("save", f"{name}.keras"):
         keras_path = folder / f"{name}.keras"
@@ -87,7 +96,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
 
     qat = None
     if config.train is not None and config.train.qat is not None:
-        qat = _fine_tune(config, built, sets, calibration.calibration, stage)
+        qat = fine_tune_stage(config, built, sets, calibration.calibration, stage)
 
     heads = [head.name for head in built.heads]
     with stage("convert", f"quantizing on {len(calibration.calibration)} images"):
@@ -107,6 +116,18 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         # A QAT model's layers carry the float model's names, plus its quantizers.
         layers = tensor_layers(tflite, built.model if qat is None else qat.model, heads)
 
+    errors = None
+    if config.quantization.mode == "full_integer":
+        with stage("layers", f"per-layer quantization error on {len(calibration.held_out)} images"):
+            errors = layer_errors(
+                built.model,
+                calibration.calibration,
+                calibration.held_out,
+                input_range,
+                config.quantization,
+                heads,
+            )
+
     targets = ", ".join(t.key for t in config.vela.targets)
     with stage("compile", f"Vela for {targets}"):
         vela_results = [
@@ -117,9 +138,15 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         ]
         for result in vela_results:
             if result.cpu_operators and not config.vela.allow_cpu_fallback:
+                why = (
+                    " (quantization.keep_float keeps layers float, and the NPU runs only "
+                    "integer operators)"
+                    if config.quantization.keep_float
+                    else ""
+                )
                 raise UserError(
                     f"vela: {result.cpu_operators} operator(s) would run on the CPU for "
-                    f"{result.target.key}: {', '.join(result.cpu_operator_names)}: set "
+                    f"{result.target.key}{why}: {', '.join(result.cpu_operator_names)}: set "
                     "vela.allow_cpu_fallback: true to accept that, or change the model"
                 )
         fits = _board_fits(config, built, vela_results)
@@ -131,7 +158,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         )
 
     with stage("arena", "smallest TFLite Micro tensor arena"):
-        model_input = pixels_to_model_input(calibration.held_out[:1], tflite.inputs[0].dtype)
+        model_input = pixels_to_model_input(calibration.held_out[:1], tflite.inputs[0], input_range)
         arena = minimum_arena(content, model_input[0])
 
     with stage("firmware", "C arrays with metadata headers"):
@@ -157,6 +184,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
             training=training,
             qat=qat,
             accuracy=accuracy,
+            layer_errors=errors,
         )
         report = report_paths(folder, name)
         write_report(info, report)
@@ -302,7 +330,7 @@ def _describe_model(config: Config) -> str:
     )
 
 
-def _train(
+def train_stage(
     config: Config, built: BuiltModel, stage: Stage
 ) -> tuple[TrainingOutcome, tuple[LabelledImages, LabelledImages]]:
     """Train the float model; return the outcome and the (training, validation) sets."""
@@ -341,7 +369,7 @@ def _train(
     return TrainingOutcome(result, train.data, train.validation), (training, validation)
 
 
-def _fine_tune(
+def fine_tune_stage(
     config: Config,
     built: BuiltModel,
     sets: tuple[LabelledImages, LabelledImages],
@@ -406,13 +434,14 @@ def _umask() -> int:
     return mask
 
 
-def _clear_debris(folder: Path, name: str) -> None:
+def clear_debris(folder: Path, name: str) -> None:
     """Undo what killed builds of `name` left in `folder`.
 
     A build killed with SIGKILL cannot clean up: its staging folder `.<name>-<pid>-<random>`
     stays. Those whose process is gone are removed (a running build's are not). A build killed
     while publishing may have moved the previous result to `.<name>-old` without putting the new
-    one in place: the previous result is restored.
+    one in place: the previous result is restored, as is the previous `compare/` folder of a
+    comparison killed while publishing (`generator.compare`).
     """
     staging = re.compile(rf"\.{re.escape(name)}-(\d+)-\w+")
     for path in folder.iterdir():
@@ -423,6 +452,10 @@ def _clear_debris(folder: Path, name: str) -> None:
     if old.is_dir() and not final.exists():
         old.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+    comparison, old_comparison = final / "compare", final / ".compare-old"
+    if old_comparison.is_dir() and not comparison.exists():
+        old_comparison.rename(comparison)
+    shutil.rmtree(old_comparison, ignore_errors=True)
 
 
 def _running(pid: int) -> bool:
@@ -436,8 +469,12 @@ def _running(pid: int) -> bool:
 
 
 def _publish(staging: Path, final: Path) -> None:
-    """Move the finished staging folder to `final`, replacing an earlier build."""
+    """Move the finished staging folder to `final`, replacing an earlier build. What `compare`
+    wrote there stays: it is a run of its own (`generator.compare`), not part of the build."""
     if final.exists():
+        for path in final.iterdir():
+            if path.name == "compare" or path.name.startswith(f"{final.name}_compare."):
+                path.rename(staging / path.name)
         old = final.with_name(f".{final.name}-old")
         shutil.rmtree(old, ignore_errors=True)
         final.rename(old)

@@ -12,12 +12,15 @@ import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from generator import __version__
 from generator.boards import Fit
 from generator.build import BuiltModel
 from generator.calibrate import CalibrationSet
 from generator.config import Config, display_path, output_stride
 from generator.evaluate import HeadAccuracy
+from generator.layer_error import LayerError
 from generator.qat import QatResult
 from generator.tflite_file import TfliteModel
 from generator.tflm import NPU_ARENA_MARGIN_BYTES, npu_arena_bytes
@@ -60,6 +63,11 @@ RUNTIME_TITLES = {
 
 # Intermediate tensors listed in the Markdown report, most clipped first.
 CLIPPING_LISTED = 5
+# Layers listed in the Markdown report, largest own quantization error first.
+LAYER_ERRORS_LISTED = 5
+# A layer whose own error is this many steps RMS (rounding alone gives 1/sqrt(12) = 0.29) is
+# warned about: something beyond rounding (weights int8 cannot hold, clipping) dominates it.
+LAYER_ERROR_WARNING_STEPS = 2.0
 _COUNTED_DTYPES = ("uint8", "int8", "int16", "int32", "float32")
 
 
@@ -78,6 +86,7 @@ def quantization_info(
     training: TrainingOutcome | None,
     accuracy: AccuracyOutcome | None,
     qat: QatResult | None = None,
+    layer_errors: tuple[LayerError, ...] | None = None,
 ) -> dict:
     """The facts of one build, as the JSON schema documented in the README lays them out."""
     fidelity = verification.fidelity
@@ -86,12 +95,17 @@ def quantization_info(
     counts = {f"{dtype}_tensors": dtypes.get(dtype, 0) for dtype in _COUNTED_DTYPES}
     # Any other dtype gets its own key, so the counts always add up to total_tensors.
     counts |= {f"{d}_tensors": n for d, n in sorted(dtypes.items()) if d not in _COUNTED_DTYPES}
-    low, high = (0, 255) if model_input.dtype == "uint8" else (-128, 127)
+    low, high = (int(v) for v in (np.iinfo(model_input.dtype).min, np.iinfo(model_input.dtype).max))
     info = {
         "schema_version": SCHEMA_VERSION,
         "name": config.name,
         "fully_quantized": dtypes.get("float32", 0) == 0
-        and all(t.dtype in ("uint8", "int8") for t in (*tflite.inputs, *tflite.outputs)),
+        and all(t.dtype in ("uint8", "int8", "int16") for t in (*tflite.inputs, *tflite.outputs)),
+        "quantization": {
+            "mode": config.quantization.mode,
+            "keep_float": list(config.quantization.keep_float),
+            "per_channel": config.quantization.per_channel,
+        },
         "total_tensors": len(tflite.tensors),
         **counts,
         "operators": tflite.operator_counts(),
@@ -157,6 +171,22 @@ def quantization_info(
                 for c in verification.clipping
             ],
         },
+        "layer_errors": None
+        if layer_errors is None
+        else {
+            "measured_by": "tensorflow_quantization_debugger",
+            "images": len(calibration.held_out),
+            "layers": [
+                {
+                    "layer": e.layer,
+                    "operator": e.operator,
+                    "tensor": e.tensor,
+                    "rmse_steps": e.rmse_steps,
+                    "clipped": e.clipped,
+                }
+                for e in layer_errors
+            ],
+        },
         "tflm": {
             "arena_bytes": arena_bytes,
             "arena_basis": "measured: the smallest arena in which TFLite Micro allocated and ran "
@@ -175,7 +205,13 @@ def quantization_info(
         "training": None if training is None else _training_info(training, qat),
         "accuracy": None if accuracy is None else accuracy_info(accuracy),
         "warnings": _warnings(
-            config, calibration, vela, fits, verification, trained=training is not None
+            config,
+            calibration,
+            vela,
+            fits,
+            verification,
+            trained=training is not None,
+            layer_errors=layer_errors or (),
         ),
         "versions": {
             "generator": __version__,
@@ -352,9 +388,18 @@ def _warnings(
     fits: list[Fit],
     verification: Verification,
     trained: bool,
+    layer_errors: tuple[LayerError, ...],
 ) -> list[str]:
     fidelity = verification.fidelity
     warnings = []
+    worst = [e for e in layer_errors if e.rmse_steps > LAYER_ERROR_WARNING_STEPS]
+    if worst:
+        names = list(dict.fromkeys(e.layer for e in worst))
+        warnings.append(
+            f"Layer {worst[0].layer}'s own quantization error is {worst[0].rmse_steps:.1f} steps "
+            f"RMS (rounding alone gives 0.29): keeping it float may help "
+            f"(quantization.keep_float: [{', '.join(names[:3])}]); see the per-layer error table."
+        )
     constant = [name for name, f in fidelity.items() if f.constant_output]
     if constant:
         images = next(iter(fidelity.values())).images
@@ -510,6 +555,7 @@ def render_markdown(info: dict) -> str:
             f"{f['saturated']:.1%} |"
         )
     lines += _runtime_lines(info["runtimes"])
+    lines += _layer_error_lines(info.get("layer_errors"))
     lines += _clipping_lines(info["clipping"])
     lines += _tflm_lines(info["tflm"])
     if info.get("training"):
@@ -549,6 +595,30 @@ def _runtime_lines(runtimes: dict) -> list[str]:
             )
             + " |"
         )
+    return lines
+
+
+def _layer_error_lines(errors: dict | None) -> list[str]:
+    if errors is None:
+        return []
+    lines = [
+        "",
+        "## Per-layer quantization error",
+        "",
+        f"Each integer operator's own error over {errors['images']} held-out images, measured "
+        "by TensorFlow's quantization debugger: the float operator run on the same inputs "
+        "against the integer one, as RMS in output quantization steps (rounding alone gives "
+        "0.29), and the share of float values beyond the integer range. A layer far above the "
+        "rest is the one to name in `quantization.keep_float`. Worst layers (the JSON has all "
+        f"{len(errors['layers'])}):",
+        "",
+        "| layer | operator | RMS error (steps) | clipped |",
+        "|---|---|---:|---:|",
+    ]
+    lines += [
+        f"| {e['layer']} | {e['operator']} | {e['rmse_steps']:.2f} | {e['clipped']:.2%} |"
+        for e in errors["layers"][:LAYER_ERRORS_LISTED]
+    ]
     return lines
 
 

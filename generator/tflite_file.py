@@ -17,6 +17,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 _TYPE_NAMES = {v: k.lower() for k, v in vars(schema.TensorType).items() if k.isupper()}
 _OPERATOR_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
+OPERATOR_NAMES = frozenset(_OPERATOR_NAMES.values())  # every builtin operator type, e.g. MEAN
 _ACTIVATION_NAMES = {v: k for k, v in vars(schema.ActivationFunctionType).items() if k.isupper()}
 
 

@@ -100,11 +100,25 @@ class Verification:
     clipping: tuple[TensorClipping, ...]  # intermediate tensors, most clipped first
 
 
-def pixels_to_model_input(pixels: np.ndarray, io_dtype: str) -> np.ndarray:
-    """What the .tflite input takes for uint8 pixels: the pixels, or pixels - 128 for int8."""
-    if io_dtype == "int8":
+def pixels_to_model_input(
+    pixels: np.ndarray, model_input: TensorInfo, input_range: tuple[float, float]
+) -> np.ndarray:
+    """What the .tflite input takes for uint8 pixels.
+
+    An 8-bit input takes raw pixels (minus 128 for int8, `convert` guarantees that meaning); an
+    int16 input (int16x8 mode) the float input quantized with its own scale, as firmware would;
+    a float input the float values the Keras model sees.
+    """
+    if model_input.dtype == "uint8":
+        return pixels
+    if model_input.dtype == "int8":
         return (pixels.astype(np.int16) - 128).astype(np.int8)
-    return pixels
+    values = pixels_to_float(pixels, input_range)
+    if model_input.dtype == "float32":
+        return values
+    quantized = np.round(values / model_input.scale) + model_input.zero_point
+    low, high = _integer_limits(model_input.dtype)
+    return np.clip(quantized, low, high).astype(model_input.dtype)
 
 
 def float_logits(
@@ -126,11 +140,15 @@ def float_logits(
 
 
 def integer_outputs(
-    content: bytes, tflite: TfliteModel, pixels: np.ndarray, heads: tuple[Head, ...]
+    content: bytes,
+    tflite: TfliteModel,
+    pixels: np.ndarray,
+    heads: tuple[Head, ...],
+    input_range: tuple[float, float],
 ) -> dict[str, dict[str, np.ndarray]]:
     """Raw integer outputs per runtime (TFLite Micro first) and head. Output i is head i."""
     (model_input,) = tflite.inputs
-    inputs = pixels_to_model_input(pixels, model_input.dtype)
+    inputs = pixels_to_model_input(pixels, model_input, input_range)
     by_position = {REFERENCE: run_tflm(content, inputs, len(tflite.outputs))}
     by_position |= {runtime: run_tflite(content, inputs, runtime) for runtime in KERNELS}
     return {
@@ -140,9 +158,11 @@ def integer_outputs(
 
 
 def dequantize(raw: dict[str, np.ndarray], tflite: TfliteModel) -> dict[str, np.ndarray]:
-    """Logits per head from raw integer outputs (output i is head i)."""
+    """Logits per head from raw outputs (output i is head i); float outputs are logits."""
     return {
-        name: (values.astype(np.float64) - output.zero_point) * output.scale
+        name: values.astype(np.float64)
+        if output.scale is None
+        else (values.astype(np.float64) - output.zero_point) * output.scale
         for (name, values), output in zip(raw.items(), tflite.outputs, strict=True)
     }
 
@@ -233,7 +253,7 @@ def verify(
     `layers` names the Keras layer of each tensor (`convert.tensor_layers`).
     """
     expected = float_logits(model, pixels, input_range)
-    outputs = integer_outputs(content, tflite, pixels, heads)
+    outputs = integer_outputs(content, tflite, pixels, heads, input_range)
     micro = outputs[REFERENCE]
     actual = dequantize(micro, tflite)
     fidelity = {
@@ -245,7 +265,8 @@ def verify(
     runtimes = compare_runtimes(outputs, expected, tflite)
     check_runtimes(runtimes, {name: f.sqnr_db for name, f in fidelity.items()}, "held-out")
     (model_input,) = tflite.inputs
-    clipping = _clipping(content, tflite, pixels_to_model_input(pixels, model_input.dtype), layers)
+    inputs = pixels_to_model_input(pixels, model_input, input_range)
+    clipping = _clipping(content, tflite, inputs, layers)
     return Verification(fidelity, runtimes, clipping)
 
 
@@ -268,7 +289,7 @@ def _compare(expected: np.ndarray, actual: np.ndarray, saturated: float) -> Head
 def _clipping(
     content: bytes, tflite: TfliteModel, inputs: np.ndarray, layers: dict[str, str]
 ) -> tuple[TensorClipping, ...]:
-    """The share of clipped values of every intermediate 8-bit tensor that varies, most clipped
+    """The share of clipped values of every intermediate integer tensor that varies, most clipped
     first."""
     limits = _clip_limits(tflite)
     at_limit = dict.fromkeys(limits, 0)
@@ -299,7 +320,7 @@ def _clipping(
 
 
 def _clip_limits(tflite: TfliteModel) -> dict[int, tuple[int | None, int | None]]:
-    """For each intermediate 8-bit tensor, the integer limits at which a value is clipped (None
+    """For each intermediate integer tensor, the integer limits at which a value is clipped (None
     where that limit is the bound of the activation that produced it)."""
     model_outputs = {t.index for t in tflite.outputs}
     model_inputs = {t.index for t in tflite.inputs}
@@ -308,7 +329,7 @@ def _clip_limits(tflite: TfliteModel) -> dict[int, tuple[int | None, int | None]
     for op in tflite.operators:
         for index in op.outputs:
             tensor = tflite.tensors[index]
-            if tensor.dtype not in ("int8", "uint8") or tensor.scale is None:
+            if tensor.dtype not in ("int8", "uint8", "int16") or tensor.scale is None:
                 continue
             low, high = _integer_limits(tensor.dtype)
             source = tflite.tensors[op.inputs[0]] if op.inputs else None
@@ -361,4 +382,5 @@ def _real(tensor: TensorInfo, value: int) -> float:
 
 
 def _integer_limits(dtype: str) -> tuple[int, int]:
-    return (0, 255) if dtype == "uint8" else (-128, 127)
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)

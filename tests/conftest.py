@@ -62,6 +62,31 @@ def digit_images(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     return pixels[..., None], digits.target
 
 
+def write_digits(folder, rows: range, parity_every: int = 0) -> None:
+    """Digits `rows` as PNGs in `folder`, with a labels.csv (`path,digit,parity`); with
+    `parity_every`, every such row has no parity label."""
+    pixels, labels = digit_images()
+    folder.mkdir()
+    lines = ["path,digit,parity"]
+    for index in rows:
+        Image.fromarray(pixels[index, :, :, 0]).save(folder / f"{index}.png")
+        missing = parity_every and index % parity_every == 0
+        parity = "" if missing else ("odd" if labels[index] % 2 else "even")
+        lines.append(f"{index}.png,{labels[index]},{parity}")
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+def digits_config(tmp_path, weights, data, holdout: int, **sections) -> dict:
+    """The small config for the trained digits model, calibrated on `data`."""
+    heads = [{"name": "digit", "num_classes": 10}, {"name": "parity", "labels": ["even", "odd"]}]
+    return small_config(
+        tmp_path,
+        model={"input_shape": [32, 32, 1], "heads": heads, "weights": str(weights)},
+        calibration={"data": str(data), "samples": 30, "holdout": holdout},
+        **sections,
+    )
+
+
 @pytest.fixture(scope="session")
 def digits_model_weights(tmp_path_factory) -> Path:
     """Weights of a MobileNetV1 α0.25 32×32×1 with heads digit (10) and parity (2), trained

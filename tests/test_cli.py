@@ -7,37 +7,19 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, digit_images, small_config, write_config
+from conftest import (
+    REPO,
+    digit_images,
+    digits_config,
+    small_config,
+    write_config,
+    write_digits,
+)
 from PIL import Image
 from tflite_micro import runtime
 
 from generator.cli import main
 from generator.tflite_file import read_tflite
-
-
-def write_digits(folder, rows: range, parity_every: int = 0) -> None:
-    """Digits `rows` as PNGs in `folder`, with a labels.csv (`path,digit,parity`); with
-    `parity_every`, every such row has no parity label."""
-    pixels, labels = digit_images()
-    folder.mkdir()
-    lines = ["path,digit,parity"]
-    for index in rows:
-        Image.fromarray(pixels[index, :, :, 0]).save(folder / f"{index}.png")
-        missing = parity_every and index % parity_every == 0
-        parity = "" if missing else ("odd" if labels[index] % 2 else "even")
-        lines.append(f"{index}.png,{labels[index]},{parity}")
-    (folder / "labels.csv").write_text("\n".join(lines) + "\n")
-
-
-def digits_config(tmp_path, weights, data, holdout: int, **sections) -> dict:
-    """The small config for the trained digits model, calibrated on `data`."""
-    heads = [{"name": "digit", "num_classes": 10}, {"name": "parity", "labels": ["even", "odd"]}]
-    return small_config(
-        tmp_path,
-        model={"input_shape": [32, 32, 1], "heads": heads, "weights": str(weights)},
-        calibration={"data": str(data), "samples": 30, "holdout": holdout},
-        **sections,
-    )
 
 
 def run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
@@ -488,12 +470,12 @@ def test_debris_of_a_killed_build_is_removed_by_the_next(tmp_path):
 
 def test_a_publish_cut_short_restores_the_previous_build(tmp_path):
     """Killed after moving the previous result aside: the next build puts it back first."""
-    from generator.pipeline import _clear_debris
+    from generator.pipeline import clear_debris
 
     out = tmp_path / "out"
     out.mkdir()
     (out / ".small-old").mkdir()
     (out / ".small-old" / "small.tflite").write_bytes(b"previous build")
-    _clear_debris(out, "small")
+    clear_debris(out, "small")
     assert (out / "small" / "small.tflite").read_bytes() == b"previous build"
     assert sorted(p.name for p in out.iterdir()) == ["small"]

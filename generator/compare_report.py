@@ -1,0 +1,254 @@
+"""The comparison's record and its page: `<name>_compare.json` (schema_version 1, in the README)
+and `<name>_compare.md`, rendered from the same dictionary.
+
+The recommendation is worked out here, once, from the figures in the record, and stored in it:
+per Ethos-U target, the mode whose compiled model needs the least memory on the board (Vela's
+SRAM plus flash or DRAM; ties go to the faster) among those that run entirely on the NPU and
+stay within `ACCURACY_MARGIN_POINTS` of the float model on every head (accuracy on
+the labelled images, else top-1 agreement with float32); for a host CPU, the fastest mode in
+LiteRT within the same margin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from generator import __version__
+from generator.build import BuiltModel
+from generator.config import Config, output_stride
+
+SCHEMA_VERSION = 1
+ACCURACY_MARGIN_POINTS = 0.5
+
+
+def compare_info(
+    config: Config,
+    built: BuiltModel,
+    results: list,
+    folder: Path,
+    reference: dict,
+    images: dict,
+) -> dict:
+    """The record of a comparison; `reference` holds the float32 model's own figures, `images`
+    where the scores come from."""
+    model = config.model
+    modes = [_mode_info(result, folder) for result in results]
+    info = {
+        "schema_version": SCHEMA_VERSION,
+        "name": config.name,
+        "generator_version": __version__,
+        "model": {
+            "source": "model file" if model.path else model.backbone,
+            "alpha": model.alpha,
+            "input_shape": list(built.input_shape),
+            "output_stride": None if model.path else output_stride(model),
+            "heads": [head.name for head in built.heads],
+        },
+        "images": images,
+        "reference": reference,
+        "host_runtime": "litert_default",
+        "targets": [
+            {
+                "key": target.key,
+                "accelerator": target.accelerator,
+                "system_config": target.system_config,
+                "memory_mode": target.memory_mode,
+            }
+            for target in config.vela.targets
+        ],
+        "modes": modes,
+    }
+    info["recommendations"] = recommend(info)
+    return info
+
+
+def _mode_info(result, folder: Path) -> dict:
+    row = dataclasses.asdict(result)
+    if result.tflite is not None:
+        row["tflite"] = result.tflite.relative_to(folder).as_posix()
+    if result.vela is not None:
+        row["vela"] = {
+            key: {"error": figures} if isinstance(figures, str) else dataclasses.asdict(figures)
+            for key, figures in result.vela.items()
+        }
+        for figures in row["vela"].values():
+            if "cpu_operator_names" in figures:
+                figures["cpu_operator_names"] = list(figures["cpu_operator_names"])
+    return row
+
+
+def _quality(row: dict, reference: dict) -> dict[str, float] | None:
+    """Per head, points lost against float: accuracy if labelled, else agreement."""
+    if row["error"]:
+        return None
+    if row["accuracy"] is not None:
+        return {h: 100 * (reference["accuracy"][h] - v) for h, v in row["accuracy"].items()}
+    return {h: 100 * (1 - v) for h, v in row["agreement"].items()}
+
+
+def recommend(info: dict) -> dict[str, dict]:
+    """Per target key (and `host`): the recommended `mode` (or None) and the `reason`."""
+    reference = info["reference"]
+    within = {}
+    for row in info["modes"]:
+        lost = _quality(row, reference)
+        if lost is not None and max(lost.values()) <= ACCURACY_MARGIN_POINTS:
+            within[row["mode"]] = row
+    measure = "accuracy" if reference.get("accuracy") else "top-1 agreement with float32"
+    found = {}
+    for target in info["targets"]:
+        key = target["key"]
+        compiled = {mode: row["vela"][key] for mode, row in within.items() if row["vela"]}
+        on_npu = {
+            mode: figures
+            for mode, figures in compiled.items()
+            if "error" not in figures and not figures["cpu_operators"]
+        }
+        if not on_npu:
+            found[key] = {
+                "mode": None,
+                "reason": f"no mode runs entirely on the NPU within {ACCURACY_MARGIN_POINTS} "
+                f"points of float {measure} on every head",
+            }
+            continue
+        mode = min(on_npu, key=lambda m: (_board_kib(on_npu[m]), on_npu[m]["inference_time_ms"]))
+        figures = on_npu[mode]
+        found[key] = {
+            "mode": mode,
+            "reason": f"the least memory on the board ({_board_kib(figures):.1f} KiB of SRAM, "
+            f"flash and DRAM; {figures['inference_time_ms']:.2f} ms per inference) with every "
+            f"operator on the NPU and {measure} within {ACCURACY_MARGIN_POINTS} points of float on "
+            "every head",
+        }
+    if within:
+        mode = min(within, key=lambda m: within[m]["host_latency_ms"])
+        found["host"] = {
+            "mode": mode,
+            "reason": f"the fastest in LiteRT's default interpreter "
+            f"({within[mode]['host_latency_ms']:.2f} ms) with {measure} within "
+            f"{ACCURACY_MARGIN_POINTS} points of float on every head",
+        }
+    else:
+        found["host"] = {
+            "mode": None,
+            "reason": f"no mode is within {ACCURACY_MARGIN_POINTS} points of float on every head",
+        }
+    return found
+
+
+def _board_kib(figures: dict) -> float:
+    """The memory the compiled model takes on the board: its SRAM (tensor arena) and its flash,
+    or DRAM where the system keeps the weights there."""
+    return figures["sram_kib"] + figures["flash_kib"] + figures["dram_kib"]
+
+
+def write_compare_report(info: dict, folder: Path, name: str) -> list[Path]:
+    """Write `<name>_compare.json` and `.md` into `folder` (each renamed into place)."""
+    paths = [folder / f"{name}_compare.json", folder / f"{name}_compare.md"]
+    texts = [json.dumps(info, indent=2) + "\n", render_compare_markdown(info)]
+    for path, text in zip(paths, texts, strict=True):
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    return paths
+
+
+def render_compare_markdown(info: dict) -> str:
+    reference = info["reference"]
+    model = info["model"]
+    images = info["images"]
+    heads = model["heads"]
+    lines = [
+        f"# {info['name']}: quantization modes compared",
+        "",
+        f"One float model ({model['source']}"
+        + (f" alpha {model['alpha']}" if model["alpha"] else "")
+        + f", input {'x'.join(map(str, model['input_shape']))}, heads {', '.join(heads)}) "
+        f"in every mode, each measured from its own .tflite. Scores are on {images['count']} "
+        f"{images['source']}; each mode's come from TFLite Micro where it runs that mode, else "
+        "from LiteRT's built-in kernels (column *runtime*). Agreement and SQNR are against the "
+        f"float32 model in {reference['runtime']}; host latency is the median of single-image "
+        f"runs in LiteRT's default interpreter (XNNPACK) on the machine that ran the comparison.",
+        "",
+        "## Recommendation",
+        "",
+    ]
+    titles = {t["key"]: f"{t['key']} ({t['accelerator']})" for t in info["targets"]}
+    titles["host"] = "host CPU"
+    for key, choice in info["recommendations"].items():
+        verdict = choice["reason"]
+        if choice["mode"]:
+            verdict = f"**{choice['mode']}**: {verdict}"
+        lines.append(f"- {titles[key]}: {verdict}.")
+    accuracy_heading = "accuracy" if reference.get("accuracy") else "agreement"
+    lines += [
+        "",
+        "## Size, speed and accuracy",
+        "",
+        f"| mode | .tflite KiB | vs float32 | host ms | vs float32 | TFLM arena B | runtime | "
+        f"{accuracy_heading} ({' / '.join(heads)}) | SQNR dB | tensor types |",
+        "|---|---:|---:|---:|---:|---:|---|---|---|---|",
+    ]
+    if reference.get("accuracy"):
+        lines.append(
+            f"| float (reference) | | | | | | {reference['runtime']} | "
+            + " / ".join(f"{reference['accuracy'][h]:.2%}" for h in heads)
+            + " | | |"
+        )
+    for row in info["modes"]:
+        if row["error"]:
+            lines.append(f"| {row['mode']} | failed: {row['error']} | | | | | | | | |")
+            continue
+        scores = row["accuracy"] or row["agreement"]
+        lines.append(
+            f"| {row['mode']} | {row['tflite_bytes'] / 1024:.1f} | "
+            f"{row['tflite_bytes'] / reference['tflite_bytes']:.2f}x | "
+            f"{row['host_latency_ms']:.3f} | "
+            f"{row['host_latency_ms'] / reference['host_latency_ms']:.2f}x | "
+            f"{row['tflm_arena_bytes'] if row['tflm_arena_bytes'] is not None else 'cannot run'} | "
+            f"{row['runtime']} | "
+            + " / ".join(f"{scores[h]:.2%}" for h in heads)
+            + " | "
+            + " / ".join(_sqnr(row["sqnr_db"][h]) for h in heads)
+            + " | "
+            + ", ".join(f"{dtype} {count}" for dtype, count in row["dtypes"].items())
+            + " |"
+        )
+    lines += [
+        "",
+        "## On each Ethos-U target (Vela's estimates)",
+        "",
+        "| mode | target | operators NPU / CPU | SRAM KiB | flash KiB | DRAM KiB | ms/inference |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for row in info["modes"]:
+        if row["error"]:
+            continue
+        if row["vela"] is None:
+            lines.append(f"| {row['mode']} | all | not compiled: {row['vela_note']} | | | | |")
+            continue
+        for key, figures in row["vela"].items():
+            if "error" in figures:
+                lines.append(f"| {row['mode']} | {key} | failed: {figures['error']} | | | | |")
+                continue
+            cpu = figures["cpu_operators"]
+            lines.append(
+                f"| {row['mode']} | {key} | {figures['npu_operators']} / {cpu}"
+                + (f" ({', '.join(figures['cpu_operator_names'])})" if cpu else "")
+                + f" | {figures['sram_kib']:.1f} | {figures['flash_kib']:.1f} | "
+                f"{figures['dram_kib']:.1f} | {figures['inference_time_ms']:.3f} |"
+            )
+    lines += [
+        "",
+        "Vela's time estimate covers the NPU's work; operators on the CPU add their own time on "
+        "the Cortex-M, which Vela does not estimate.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _sqnr(value: float | None) -> str:
+    return "exact" if value is None else f"{value:.1f}"
