@@ -1,10 +1,17 @@
-"""Convert stage: TensorFlow Lite converter adapter, float Keras model -> fully integer .tflite.
+"""Convert stage: TensorFlow Lite converter adapter, float Keras model -> .tflite in the
+`quantization.mode` asked for.
 
-int8 inside, `io_dtype` at the input and every output, integer-only operators. The converter
-quietly keeps float operators it cannot quantize (SIN, CUMSUM, ...) even when asked for
-integer-only builtins, and raises for operators TFLite lacks altogether; either way the build
-fails with the Keras layers named, read from the tensor names (which carry the layer's name
-scope) or from the traced graph.
+`full_integer` (the build's default): int8 inside, `io_dtype` at the input and every output,
+integer-only operators. `int16x8`: 16-bit activations, 8-bit weights, int16 I/O (all the
+converter allows for it). `dynamic_range`, `float16`, `float32`: host formats with float I/O,
+made for `compare`. Layers in `quantization.keep_float` stay float through TensorFlow's
+quantization debugger (`quantization_debugger`), and the result is checked: each kept layer
+float, nothing else.
+
+The converter quietly keeps float operators it cannot quantize (SIN, CUMSUM, ...) even when
+asked for integer-only builtins, and raises for operators TFLite lacks altogether; either way
+the build fails with the Keras layers named, read from the tensor names (which carry the
+layer's name scope) or from the traced graph.
 
 The input's quantization must mean exactly "raw pixels in": scale `(hi - lo) / 255` and the
 zero point that maps pixel 0 to `lo`. The converter takes the input's range from the
