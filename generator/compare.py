@@ -43,6 +43,7 @@ from generator.config import (
     HOST_MODES,
     Config,
     QatConfig,
+    VelaTarget,
     display_path,
 )
 from generator.convert import convert_to_tflite
@@ -53,23 +54,12 @@ from generator.pipeline import clear_debris, fine_tune_stage, staging_folder, tr
 from generator.tflite_file import read_tflite
 from generator.tflm import RUNTIME as TFLM
 from generator.tflm import minimum_arena, run_tflm
-from generator.vela import compile_for_target
+from generator.vela import VelaResult, compile_for_target
 from generator.verify import dequantize, pixels_to_model_input, sqnr_db
 
 HOST_RUNTIME = "litert_default"  # what `Interpreter(model_path=...)` gives a host user
 REFERENCE_RUNTIME = "litert_builtin"
 DEFAULT_QAT = QatConfig(epochs=3, learning_rate=1e-4)
-
-
-@dataclass(frozen=True)
-class TargetFigures:
-    npu_operators: int
-    cpu_operators: int
-    cpu_operator_names: tuple[str, ...]
-    sram_kib: float
-    flash_kib: float
-    dram_kib: float
-    inference_time_ms: float
 
 
 @dataclass(frozen=True)
@@ -80,7 +70,7 @@ class ModeResult:
     tflite_bytes: int | None = None
     dtypes: dict[str, int] | None = None
     host_latency_ms: float | None = None
-    vela: dict[str, TargetFigures | str] | None = None  # target -> figures, or Vela's error
+    vela: dict[str, VelaResult | str] | None = None  # target -> Vela's result, or its error
     vela_note: str | None = None
     tflm_arena_bytes: int | None = None
     tflm_note: str | None = None
@@ -266,20 +256,14 @@ def _accuracy(
     return found
 
 
-def _vela_figures(tflite_path: Path, target, config: Config, output_dir: Path):
+def _vela_figures(
+    tflite_path: Path, target: VelaTarget, config: Config, output_dir: Path
+) -> VelaResult | str:
+    """Vela's result for `target`, or its one-line error: the other targets and modes go on."""
     try:
-        result = compile_for_target(tflite_path, target, config.vela.optimise, output_dir)
+        return compile_for_target(tflite_path, target, config.vela.optimise, output_dir)
     except UserError as error:
         return str(error)
-    return TargetFigures(
-        npu_operators=result.npu_operators,
-        cpu_operators=result.cpu_operators,
-        cpu_operator_names=result.cpu_operator_names,
-        sram_kib=result.sram_kib,
-        flash_kib=result.flash_kib,
-        dram_kib=result.dram_kib,
-        inference_time_ms=result.inference_time_ms,
-    )
 
 
 def _logits(

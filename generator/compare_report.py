@@ -66,18 +66,27 @@ def compare_info(
 
 
 def _mode_info(result, folder: Path) -> dict:
-    row = dataclasses.asdict(result)
+    row = dataclasses.asdict(dataclasses.replace(result, vela=None))
     if result.tflite is not None:
         row["tflite"] = result.tflite.relative_to(folder).as_posix()
     if result.vela is not None:
-        row["vela"] = {
-            key: {"error": figures} if isinstance(figures, str) else dataclasses.asdict(figures)
-            for key, figures in result.vela.items()
-        }
-        for figures in row["vela"].values():
-            if "cpu_operator_names" in figures:
-                figures["cpu_operator_names"] = list(figures["cpu_operator_names"])
+        row["vela"] = {key: _target_info(vela) for key, vela in result.vela.items()}
     return row
+
+
+def _target_info(vela) -> dict:
+    """One target's figures, read from Vela's files (`vela.VelaResult`), or Vela's error."""
+    if isinstance(vela, str):
+        return {"error": vela}
+    return {
+        "npu_operators": vela.npu_operators,
+        "cpu_operators": vela.cpu_operators,
+        "cpu_operator_names": list(vela.cpu_operator_names),
+        "sram_kib": vela.sram_kib,
+        "flash_kib": vela.flash_kib,
+        "dram_kib": vela.dram_kib,
+        "inference_time_ms": vela.inference_time_ms,
+    }
 
 
 def _quality(row: dict, reference: dict) -> dict[str, float] | None:
