@@ -4,8 +4,9 @@ the fit verdict of a compiled model on each.
 A board is an accelerator, a Vela system config and memory mode (from Vela's built-in
 `Arm/vela.ini` or from `generator/boards.ini`, which documents and sources its clocks and
 bandwidths), and two budgets: the SRAM a firmware can give the tensor arena and the flash (or
-MRAM, or DDR standing in for flash) that holds the model array. Every board uses the Shared_Sram
-memory mode: arena in SRAM, model read-only from the other memory.
+MRAM, or DDR standing in for flash) that holds the model array. Every board's own memory mode is
+Shared_Sram: arena in SRAM, model read-only from the other memory. The other placements a board
+allows (weights in SRAM, or arena in DRAM with SRAM as a cache) are `generator.placement`'s.
 
 The budgets are the memory regions where the vendor's own reference firmware puts the arena and
 the model (sources below). Your firmware's own code and data may share a region: the margin of
@@ -171,6 +172,11 @@ def custom_board(
         "arena_mem_area=Axi0",
         "cache_mem_area=Axi0",
         "",
+        "[Memory_Mode.Sram_Only]",
+        "const_mem_area=Axi0",
+        "arena_mem_area=Axi0",
+        "cache_mem_area=Axi0",
+        "",
     ]
     return Board(
         name,
@@ -188,8 +194,9 @@ def custom_board(
 @dataclass(frozen=True)
 class Fit:
     board: Board
-    sram_needed: int  # the tensor arena a firmware must reserve
-    flash_needed: int  # the compiled model array
+    memory_mode: str  # the placement judged (`generator.placement`)
+    sram_needed: int  # what the placement puts in SRAM: the tensor arena, maybe the model
+    flash_needed: int  # what it puts in the other memory: the model array, maybe the arena
     hint: str  # what to try when it does not fit; empty when it fits
 
     @property
@@ -225,11 +232,11 @@ class Fit:
         if self.fits:
             needed, budget = usage[self.limiting]
             return (
-                f"{self.limiting} {_kib(needed)} of {_kib(budget)}: fits, "
-                f"{_kib(budget - needed)} to spare"
+                f"{self.limiting} {format_bytes(needed)} of {format_bytes(budget)}: fits, "
+                f"{format_bytes(budget - needed)} to spare"
             )
         over = [
-            f"{r} {_kib(usage[r][0])} of {_kib(usage[r][1])}"
+            f"{r} {format_bytes(usage[r][0])} of {format_bytes(usage[r][1])}"
             for r in order
             if usage[r][0] > usage[r][1]
         ]
@@ -246,13 +253,15 @@ def fit_on_board(
     flash_needed: int,
     alpha: float | None,
     input_shape: tuple[int, int, int],
+    memory_mode: str | None = None,
 ) -> Fit:
-    """The verdict for a model needing `sram_needed` arena bytes and `flash_needed` model bytes.
+    """The verdict for a model needing `sram_needed` bytes of SRAM and `flash_needed` bytes of
+    the other memory, placed as `memory_mode` (the board's own by default).
 
     The hint is a starting point, not a promise: activations (SRAM) grow with the input area and
     alpha, weights (flash) with alpha squared. Only a build tells the real figure.
     """
-    fit = Fit(board, sram_needed, flash_needed, "")
+    fit = Fit(board, memory_mode or board.memory_mode, sram_needed, flash_needed, "")
     if fit.fits:
         return fit
     return replace(fit, hint=_hint(fit, alpha, input_shape))
@@ -279,7 +288,8 @@ def _hint(fit: Fit, alpha: float | None, input_shape: tuple[int, int, int]) -> s
     return "try " + " or ".join(options) if options else "try a board with more SRAM"
 
 
-def _kib(size: int) -> str:
+def format_bytes(size: int) -> str:
+    """A size as a person reads it: KiB below 10 MiB, else MiB."""
     if size < 100 * KIB:
         return f"{size / KIB:.1f} KiB"
     return f"{size / KIB:,.0f} KiB" if size < 10 * MIB else f"{size / MIB:,.1f} MiB"

@@ -42,6 +42,9 @@ class CompiledFor:
     memory_mode: str
     board: str | None
     vela_version: str
+    weights_in: str  # "SRAM", "flash" or "DRAM": where the linker must put the model array
+    arena_in: str  # where the tensor arena goes
+    fast_memory_bytes: int  # the SRAM cache the Ethos-U driver is given (Dedicated_Sram)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,17 @@ def _compiled_for_lines(macro: str, compiled_for: CompiledFor | None) -> list[st
         f'#define {macro}_SYSTEM_CONFIG "{compiled_for.system_config}"',
         f'#define {macro}_MEMORY_MODE "{compiled_for.memory_mode}"',
         f'#define {macro}_VELA_VERSION "{compiled_for.vela_version}"',
+        f"/* The command stream expects the model array in {compiled_for.weights_in} and the "
+        f"tensor arena in {compiled_for.arena_in}"
+        + (
+            " (set output.c_array.section to an SRAM section). */"
+            if compiled_for.weights_in == "SRAM"
+            else ". */"
+        ),
+        f'#define {macro}_WEIGHTS_IN "{compiled_for.weights_in}"',
+        f'#define {macro}_ARENA_IN "{compiled_for.arena_in}"',
+        "/* SRAM to give the Ethos-U driver as its fast memory (cache); 0: none. */",
+        f"#define {macro}_NPU_FAST_MEMORY_SIZE {compiled_for.fast_memory_bytes}u",
     ]
     if compiled_for.board:
         lines.append(f'#define {macro}_BOARD "{compiled_for.board}"')

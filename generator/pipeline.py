@@ -1,6 +1,6 @@
 """The build pipeline: build -> [train] -> calibrate -> [qat] -> convert -> [layers: per-layer
-error] -> compile (Vela, board fit) -> verify -> arena -> firmware (C arrays) -> [evaluate] ->
-report.
+error] -> compile (Vela) -> [placement: weights in flash, SRAM or DRAM per board, fit] -> verify
+-> arena -> firmware (C arrays) -> [evaluate] -> report.
 
 Everything is written into a hidden staging folder inside `output.dir` and moved to
 `<output.dir>/<name>/` only when every stage has succeeded, so a failed or interrupted build
@@ -14,16 +14,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
-import os
-import re
 import shutil
-import tempfile
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
 from generator import __version__
-from generator.boards import Fit, fit_on_board
 from generator.build import BuiltModel, build, build_model, model_copies
 from generator.calibrate import load_calibration_set
 from generator.config import Config, Head, display_path, output_stride
@@ -33,12 +29,19 @@ from generator.evaluate import evaluate_accuracy
 from generator.firmware import CompiledFor, write_c_array
 from generator.labelled import LabelledImages, read_labelled
 from generator.layer_error import layer_errors
+from generator.placement import (
+    BoardPlacements,
+    arena_bytes,
+    compile_placements,
+    judge_placements,
+)
+from generator.publish import clear_debris, publish_build, staging_folder
 from generator.qat import QatResult, check_ranges, fine_tune
 from generator.quiet import muted
 from generator.report import AccuracyOutcome, TrainingOutcome, accuracy_info, quantization_info
 from generator.report_files import report_paths, write_report
 from generator.tflite_file import read_tflite
-from generator.tflm import NPU_ARENA_MARGIN_BYTES, minimum_arena, npu_arena_bytes
+from generator.tflm import NPU_ARENA_MARGIN_BYTES, minimum_arena
 from generator.train import split_validation, train_model
 from generator.vela import VelaResult, compile_for_target
 from generator.verify import pixels_to_model_input, verify
@@ -61,19 +64,11 @@ def run_build(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
     try:
         info, written = _build_into(staging, config, stage)
         final = config.output.dir / config.name
-        _publish(staging, final)
+        publish_build(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return info, [final / path.relative_to(staging) for path in written]
-
-
-def staging_folder(output_dir: Path, name: str) -> Path:
-    """A new hidden folder in `output_dir` for a run of `name`, which `clear_debris` removes
-    if the run is killed."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=output_dir))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
-    return staging
 
 
 def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[Path]]:
@@ -149,7 +144,13 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
                     f"{result.target.key}{why}: {', '.join(result.cpu_operator_names)}: set "
                     "vela.allow_cpu_fallback: true to accept that, or change the model"
                 )
-        fits = _board_fits(config, built, vela_results)
+
+    boards = [result for result in vela_results if result.target.board is not None]
+    placements: list[BoardPlacements] = []
+    if boards:
+        names = ", ".join(result.target.key for result in boards)
+        with stage("placement", f"weights in flash, SRAM or DRAM: Vela for {names}"):
+            placements = _place(config, built, tflite_path, folder, boards)
 
     images = len(calibration.held_out)
     with stage("verify", f"float vs TFLite Micro, LiteRT vs TFLite Micro, on {images} images"):
@@ -161,8 +162,11 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         model_input = pixels_to_model_input(calibration.held_out[:1], tflite.inputs[0], input_range)
         arena = minimum_arena(content, model_input[0])
 
+    alternatives = [p.result for board in placements for p in board.placements[1:]]
     with stage("firmware", "C arrays with metadata headers"):
-        c_files = _write_c_arrays(folder, config, built, content, arena, vela_results)
+        c_files = _write_c_arrays(
+            folder, config, built, content, arena, [*vela_results, *alternatives]
+        )
 
     accuracy = None
     if config.evaluation is not None:
@@ -179,8 +183,8 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
             calibration=calibration,
             vela=vela_results,
             verification=verification,
-            arena_bytes=arena,
-            fits=fits,
+            tflm_arena_bytes=arena,
+            placements=placements,
             training=training,
             qat=qat,
             accuracy=accuracy,
@@ -191,7 +195,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
 
     vela_files = [
         path
-        for r in vela_results
+        for r in (*vela_results, *alternatives)
         for path in (r.ini_path, r.tflite_path, r.summary_path, r.per_layer_path)
         if path is not None
     ]
@@ -206,26 +210,38 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
     ]
 
 
-def _board_fits(config: Config, built: BuiltModel, results: list[VelaResult]) -> list[Fit]:
-    """The fit verdict on each board target; with `output.require_fit`, failing one stops here."""
-    fits = [
-        fit_on_board(
-            result.target.board,
-            npu_arena_bytes(result.sram_kib),
-            result.vela_tflite_bytes,
+def _place(
+    config: Config,
+    built: BuiltModel,
+    tflite_path: Path,
+    folder: Path,
+    results: list[VelaResult],
+) -> list[BoardPlacements]:
+    """Each board target's placements and their fit; with `output.require_fit`, a board on
+    which no placement fits stops the build here."""
+    placements = [
+        judge_placements(
+            [
+                result,
+                *compile_placements(
+                    tflite_path,
+                    result,
+                    config.vela.optimise,
+                    folder / "vela" / result.target.key,
+                ),
+            ],
             config.model.alpha,
             built.input_shape,
         )
         for result in results
-        if result.target.board is not None
     ]
-    misfits = [fit for fit in fits if not fit.fits]
+    misfits = [board.own.fit for board in placements if board.recommended is None]
     if misfits and config.output.require_fit:
         raise VerificationError(
             "; ".join(f"{fit.board.name}: {fit.verdict()}" for fit in misfits)
             + " (output.require_fit is true)"
         )
-    return fits
+    return placements
 
 
 def _write_c_arrays(
@@ -260,15 +276,18 @@ def _write_c_arrays(
                 config.name,
                 result.tflite_path.read_bytes(),
                 built.heads,
-                npu_arena_bytes(result.sram_kib),
-                f"Vela's SRAM figure ({result.sram_kib:g} KiB) plus the documented "
-                f"{NPU_ARENA_MARGIN_BYTES} bytes for TFLite Micro",
+                arena_bytes(result),
+                f"Vela's scratch tensor ({result.scratch_bytes:,} bytes) plus the documented "
+                f"{NPU_ARENA_MARGIN_BYTES} bytes for TFLite Micro, in {result.layout.arena}",
                 CompiledFor(
                     target.accelerator,
                     result.system_config,
                     result.memory_mode,
                     target.board.name if target.board else None,
                     vela_version,
+                    result.layout.weights,
+                    result.layout.arena,
+                    result.fast_scratch_bytes,
                 ),
                 section,
                 __version__,
@@ -426,59 +445,3 @@ def _evaluate(
                 input_range,
             )
     return AccuracyOutcome(heads, source, keras_path.stat().st_size, len(content), compared)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def clear_debris(folder: Path, name: str) -> None:
-    """Undo what killed builds of `name` left in `folder`.
-
-    A build killed with SIGKILL cannot clean up: its staging folder `.<name>-<pid>-<random>`
-    stays. Those whose process is gone are removed (a running build's are not). A build killed
-    while publishing may have moved the previous result to `.<name>-old` without putting the new
-    one in place: the previous result is restored, as is the previous `compare/` folder of a
-    comparison killed while publishing (`generator.compare`).
-    """
-    staging = re.compile(rf"\.{re.escape(name)}-(\d+)-\w+")
-    for path in folder.iterdir():
-        match = staging.fullmatch(path.name)
-        if match and path.is_dir() and not _running(int(match[1])):
-            shutil.rmtree(path, ignore_errors=True)
-    final, old = folder / name, folder / f".{name}-old"
-    if old.is_dir() and not final.exists():
-        old.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-    comparison, old_comparison = final / "compare", final / ".compare-old"
-    if old_comparison.is_dir() and not comparison.exists():
-        old_comparison.rename(comparison)
-    shutil.rmtree(old_comparison, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
-def _publish(staging: Path, final: Path) -> None:
-    """Move the finished staging folder to `final`, replacing an earlier build. What `compare`
-    wrote there stays: it is a run of its own (`generator.compare`), not part of the build."""
-    if final.exists():
-        for path in final.iterdir():
-            if path.name == "compare" or path.name.startswith(f"{final.name}_compare."):
-                path.rename(staging / path.name)
-        old = final.with_name(f".{final.name}-old")
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
-        staging.rename(final)
-        shutil.rmtree(old)
-    else:
-        staging.rename(final)

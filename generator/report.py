@@ -15,15 +15,22 @@ from pathlib import Path
 import numpy as np
 
 from generator import __version__
-from generator.boards import Fit
+from generator.boards import Fit, format_bytes
 from generator.build import BuiltModel
 from generator.calibrate import CalibrationSet
 from generator.config import Config, display_path, output_stride
 from generator.evaluate import HeadAccuracy
 from generator.layer_error import LayerError
+from generator.placement import (
+    BoardPlacements,
+    Placement,
+    arena_bytes,
+    describe,
+    memory_needed,
+)
 from generator.qat import QatResult
 from generator.tflite_file import TfliteModel
-from generator.tflm import NPU_ARENA_MARGIN_BYTES, npu_arena_bytes
+from generator.tflm import NPU_ARENA_MARGIN_BYTES
 from generator.train import TrainingResult
 from generator.vela import VelaResult
 from generator.verify import (
@@ -81,8 +88,8 @@ def quantization_info(
     calibration: CalibrationSet,
     vela: list[VelaResult],
     verification: Verification,
-    arena_bytes: int,
-    fits: list[Fit],
+    tflm_arena_bytes: int,
+    placements: list[BoardPlacements],
     training: TrainingOutcome | None,
     accuracy: AccuracyOutcome | None,
     qat: QatResult | None = None,
@@ -139,7 +146,7 @@ def quantization_info(
             "held_out": len(calibration.held_out),
         },
         "vela": {result.target.key: _vela_info(result, layers) for result in vela},
-        "boards": {fit.board.name: _fit_info(fit) for fit in fits},
+        "boards": {board.own.fit.board.name: _board_info(board) for board in placements},
         "fidelity": {
             "runtime": REFERENCE,
             "images": len(calibration.held_out),
@@ -188,16 +195,18 @@ def quantization_info(
             ],
         },
         "tflm": {
-            "arena_bytes": arena_bytes,
+            "arena_bytes": tflm_arena_bytes,
             "arena_basis": "measured: the smallest arena in which TFLite Micro allocated and ran "
             "the .tflite, on a 64-bit host (an upper bound for a 32-bit Cortex-M)",
             "targets": {
                 result.target.key: {
                     "vela_sram_kib": result.sram_kib,
+                    "scratch_bytes": result.scratch_bytes,
                     "margin_bytes": NPU_ARENA_MARGIN_BYTES,
-                    "arena_bytes": npu_arena_bytes(result.sram_kib),
-                    "basis": "Vela's SRAM figure plus the documented 2 KiB TFLite Micro margin "
-                    "(not measured: the NPU model cannot run on this host)",
+                    "arena_bytes": arena_bytes(result),
+                    "arena_in": result.layout.arena,
+                    "basis": "the compiled model's scratch tensor plus the documented 2 KiB "
+                    "TFLite Micro margin (not measured: the NPU model cannot run on this host)",
                 }
                 for result in vela
             },
@@ -208,7 +217,7 @@ def quantization_info(
             config,
             calibration,
             vela,
-            fits,
+            placements,
             verification,
             trained=training is not None,
             layer_errors=layer_errors or (),
@@ -316,6 +325,7 @@ def _head_info(head, tflite: TfliteModel) -> dict:
 
 
 def _vela_info(result: VelaResult, layers: dict[str, str]) -> dict:
+    sram, other = memory_needed(result)
     return {
         "accelerator": result.target.accelerator,
         "board": result.target.board.name if result.target.board else None,
@@ -328,6 +338,10 @@ def _vela_info(result: VelaResult, layers: dict[str, str]) -> dict:
         "sram_kib": result.sram_kib,
         "flash_kib": result.flash_kib,
         "dram_kib": result.dram_kib,
+        "weights_in": result.layout.weights,
+        "arena_in": result.layout.arena,
+        "sram_needed_bytes": sram,
+        "off_chip_needed_bytes": other,
         "inference_time_ms": result.inference_time_ms,
         "inferences_per_second": result.inferences_per_second,
         "macs": result.macs,
@@ -347,11 +361,25 @@ def _keras_layer(name: str, layers: dict[str, str]) -> str:
     return layers[max(prefixes, key=len)] if prefixes else name
 
 
-def _fit_info(fit: Fit) -> dict:
-    board = fit.board
+def _board_info(board: BoardPlacements) -> dict:
+    """The board's own placement (the model in `vela/<board>/`) at the top level, as before
+    placements existed; then every placement and the recommended one."""
+    fit = board.own.fit
+    recommended = board.recommended
     return {
-        "title": board.title,
-        "accelerator": board.accelerator,
+        "title": fit.board.title,
+        "accelerator": fit.board.accelerator,
+        "memory_mode": fit.memory_mode,
+        **_fit_info(fit),
+        "source": fit.board.source,
+        "placements": [_placement_info(p, board.own) for p in board.placements],
+        "recommended": None if recommended is None else recommended.memory_mode,
+        "recommendation": recommendation(board),
+    }
+
+
+def _fit_info(fit: Fit) -> dict:
+    return {
         "sram_budget_bytes": fit.sram_budget,
         "sram_needed_bytes": fit.sram_needed,
         "flash_budget_bytes": fit.flash_budget,
@@ -359,8 +387,48 @@ def _fit_info(fit: Fit) -> dict:
         "fits": fit.fits,
         "limiting": fit.limiting,
         "verdict": fit.verdict(),
-        "source": board.source,
     }
+
+
+def _placement_info(placement: Placement, own: Placement) -> dict:
+    result = placement.result
+    build_folder = own.result.tflite_path.parents[2]  # <build>/vela/<board>/
+    return {
+        "memory_mode": placement.memory_mode,
+        "description": describe(result),
+        "weights_in": result.layout.weights,
+        "arena_in": result.layout.arena,
+        "folder": result.tflite_path.parent.relative_to(build_folder).as_posix(),
+        "inference_time_ms": result.inference_time_ms,
+        "cycles": result.cycles,
+        "cpu_operators": result.cpu_operators,
+        "model_bytes": result.vela_tflite_bytes,
+        "arena_bytes": arena_bytes(result),
+        "fast_memory_bytes": result.fast_scratch_bytes,
+        **_fit_info(placement.fit),
+    }
+
+
+def recommendation(board: BoardPlacements) -> str:
+    """One sentence: which placement to flash and what it costs against the board's own."""
+    own, best = board.own, board.recommended
+    if best is None:
+        return f"no placement fits: {own.fit.verdict()}"
+    if best is own:
+        others = [p for p in board.placements if p is not own and not p.fit.fits]
+        return (
+            f"{own.memory_mode} ({describe(own.result)}), {own.result.inference_time_ms:.3f} ms: "
+            "the fastest placement that fits"
+            + "".join(f"; {p.memory_mode} does not fit ({p.fit.verdict()})" for p in others)
+        )
+    extra = best.fit.sram_needed - own.fit.sram_needed
+    cost = f"{format_bytes(abs(extra))} {'more' if extra > 0 else 'less'} SRAM"
+    return (
+        f"{best.memory_mode} ({describe(best.result)}): {best.result.inference_time_ms:.3f} ms "
+        f"instead of {own.result.inference_time_ms:.3f} ms with {own.memory_mode}, for {cost} "
+        f"({format_bytes(best.fit.sram_needed)} of {format_bytes(best.fit.sram_budget)}); files "
+        f"in {_placement_info(best, own)['folder']}/"
+    )
 
 
 def _layers_info(result: VelaResult, layers: dict[str, str]) -> list[dict]:
@@ -385,7 +453,7 @@ def _warnings(
     config: Config,
     calibration: CalibrationSet,
     vela: list[VelaResult],
-    fits: list[Fit],
+    placements: list[BoardPlacements],
     verification: Verification,
     trained: bool,
     layer_errors: tuple[LayerError, ...],
@@ -445,7 +513,15 @@ def _warnings(
                 f"({', '.join(result.cpu_operator_names)}): Vela's latency estimate leaves "
                 "their time out."
             )
-    warnings += [f"Does not fit {fit.board.name}: {fit.verdict()}." for fit in fits if not fit.fits]
+    for board in placements:
+        fit = board.own.fit
+        if board.recommended is None:
+            warnings.append(f"Does not fit {fit.board.name}: {fit.verdict()}.")
+        elif not fit.fits:
+            warnings.append(
+                f"The {fit.memory_mode} model in vela/{fit.board.name}/ does not fit "
+                f"{fit.board.name} ({fit.verdict()}); {recommendation(board)}"
+            )
     return warnings
 
 
@@ -526,8 +602,9 @@ def render_markdown(info: dict) -> str:
         )
     lines += [
         "",
-        "SRAM is Vela's figure for the NPU's tensor arena; the arena a firmware must reserve "
-        "is in the Tensor arena section below.",
+        "SRAM, flash and DRAM are Vela's figures (it counts SRAM-resident weights as flash); "
+        "what each placement needs on a board, weights included, is in the Board fit section, "
+        "and the arena a firmware must reserve in the Tensor arena section.",
     ]
     if info["boards"]:
         lines += _board_lines(info["boards"])
@@ -675,6 +752,30 @@ def _board_lines(boards: dict) -> list[str]:
         )
     lines.append("")
     lines += [f"- {name}: {b['title']}. Source: {b['source']}." for name, b in boards.items()]
+    lines += [
+        "",
+        "### Placements: where the weights live",
+        "",
+        "Each board compiled once per memory mode it allows (Vela estimates). SRAM holds the "
+        "tensor arena, plus the model array when the weights are in SRAM and the NPU's cache "
+        "with Dedicated_Sram; flash (or DRAM) holds the model array, always, since SRAM is "
+        "loaded from it at boot.",
+        "",
+        "| board | memory mode | placement | latency ms | SRAM needed / budget | "
+        "flash needed / budget | verdict | files |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, b in boards.items():
+        for p in b["placements"]:
+            mark = " (recommended)" if p["memory_mode"] == b["recommended"] else ""
+            lines.append(
+                f"| {name} | {p['memory_mode']}{mark} | {p['description']} | "
+                f"{p['inference_time_ms']:.3f} | {p['sram_needed_bytes']:,} / "
+                f"{p['sram_budget_bytes']:,} B | {p['flash_needed_bytes']:,} / "
+                f"{p['flash_budget_bytes']:,} B | {p['verdict']} | `{p['folder']}/` |"
+            )
+    lines.append("")
+    lines += [f"- {name}: {b['recommendation']}." for name, b in boards.items()]
     return lines
 
 

@@ -32,9 +32,10 @@ ARENA_STEP = 16
 NPU_ARENA_MARGIN_BYTES = 2048
 
 
-def npu_arena_bytes(vela_sram_kib: float) -> int:
-    """The tensor arena a firmware must reserve to run a Vela-compiled model."""
-    return _round_up(int(np.ceil(vela_sram_kib * 1024))) + NPU_ARENA_MARGIN_BYTES
+def npu_arena_bytes(scratch_bytes: int) -> int:
+    """The tensor arena a firmware must reserve to run a Vela-compiled model whose `scratch`
+    tensor (the NPU's working memory, allocated in the arena) has `scratch_bytes`."""
+    return _round_up(scratch_bytes) + NPU_ARENA_MARGIN_BYTES
 
 
 def run_tflm(content: bytes, inputs: np.ndarray, outputs: int) -> list[np.ndarray]:

@@ -100,6 +100,36 @@ def test_fit_verdicts_come_from_the_artifacts(board_build):
     assert "ensemble_vela.ini" in report  # the source of the numbers is named
 
 
+def test_every_board_lists_its_placements(board_build):
+    out, info, run = board_build
+    for name, board in info["boards"].items():
+        placements = board["placements"]
+        assert placements[0]["memory_mode"] == board["memory_mode"] == "Shared_Sram"
+        assert placements[0]["folder"] == f"vela/{name}"
+        assert placements[0]["sram_needed_bytes"] == board["sram_needed_bytes"]
+        for placement in placements:
+            folder = out / placement["folder"]
+            assert (folder / "small_vela.tflite").stat().st_size == placement["model_bytes"]
+            header = (folder / "small_model.h").read_text()
+            for macro, value in (
+                ("MEMORY_MODE", f'"{placement["memory_mode"]}"'),
+                ("WEIGHTS_IN", f'"{placement["weights_in"]}"'),
+                ("ARENA_IN", f'"{placement["arena_in"]}"'),
+                ("ARENA_SIZE", f"{placement['arena_bytes']}u"),
+                ("NPU_FAST_MEMORY_SIZE", f"{placement['fast_memory_bytes']}u"),
+            ):
+                assert f"#define SMALL_MODEL_{macro} {value}\n" in header, (name, macro)
+        fitting = [p for p in placements if p["fits"]]
+        fastest = min(fitting, key=lambda p: p["inference_time_ms"])
+        assert board["recommended"] == fastest["memory_mode"]
+        assert board["recommendation"] in run.stderr
+    modes = [p["memory_mode"] for p in info["boards"]["corstone_320"]["placements"]]
+    assert modes == ["Shared_Sram", "Sram_Only", "Dedicated_Sram"]
+    report = (out / "small_report.md").read_text()
+    assert "### Placements: where the weights live" in report
+    assert info["boards"]["corstone_300"]["recommendation"] in report
+
+
 def test_require_fit_fails_the_build_and_names_the_resource(tmp_path):
     config = small_config(
         tmp_path,
