@@ -1,4 +1,4 @@
-"""Command line: `python -m generator build|validate|evaluate|compare CONFIG.yaml`,
+"""Command line: `python -m generator build|validate|evaluate|compare|sweep CONFIG.yaml`,
 `report FOLDER`, `export-digits DIR`.
 
 Parses arguments, runs the stages, prints progress to stderr and the written paths at the end.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export_digits(args.folder, args.folders)
         if args.command == "report":
             return _report(args.folder)
+        if args.command == "sweep":
+            return _sweep(args)
         config = load_config(Path(args.config), args.set, getattr(args, "output_dir", None))
         if args.command == "compare":
             return _compare(config, args.modes)
@@ -71,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         ("validate", _validate, "check the config and its images without building"),
         ("evaluate", _evaluate, "re-run only the accuracy evaluation on an existing build"),
         ("compare", _compare, "build every quantization mode from one float model and compare"),
+        ("sweep", _sweep, "build every combination of a grid of config values and rank them"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("config", help="YAML config file")
@@ -93,6 +97,32 @@ def _parser() -> argparse.ArgumentParser:
                 help="modes to compare, from full_integer, int16x8, dynamic_range, float16, "
                 "float32, qat (needs train:), mixed (needs quantization.keep_float); "
                 "default: every mode the config can make",
+            )
+        if name == "sweep":
+            command.add_argument(
+                "--grid",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE,VALUE",
+                help="a config value to vary, e.g. model.alpha=0.25,0.5 or "
+                "model.input_shape=[64,64,3],[96,96,3]; one --grid per key",
+            )
+            command.add_argument(
+                "--jobs",
+                type=int,
+                help="variants built at once (default: one per CPU, at most one per variant)",
+            )
+            command.add_argument(
+                "--backend",
+                choices=("local", "ray"),
+                default="local",
+                help="local: a process pool; ray: Ray tasks (pip install -e '.[ray]')",
+            )
+            command.add_argument(
+                "--ray-address",
+                metavar="ADDR",
+                help="join this Ray cluster (e.g. ray://head:10001 or head:6379); "
+                "default: start a local Ray instance",
             )
     report = commands.add_parser(
         "report", help="render an existing build's Markdown and HTML report again from its JSON"
@@ -198,6 +228,108 @@ def _compare(config: Config, modes: str | None) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from generator.sweep import parse_grid, plan_variants, run_local, run_sweep
+    from generator.sweep_report import sweep_info, variant_row, write_sweep_report
+
+    if args.ray_address and args.backend != "ray":
+        raise UserError("--ray-address: only with --backend ray")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give at least 1")
+    grid = parse_grid(args.grid)
+    base, variants = plan_variants(Path(args.config), args.set, grid, args.output_dir)
+    jobs = args.jobs or max(1, min(os.cpu_count() or 1, len(variants)))
+    where = (
+        f"Ray at {args.ray_address}"
+        if args.ray_address
+        else f"{'a local Ray instance' if args.backend == 'ray' else 'a process pool'} of {jobs}"
+    )
+    print(
+        f"generator {__version__}: sweeping {len(variants)} variants of {base.name} from "
+        f"{base.source} on {where}",
+        file=sys.stderr,
+    )
+    if args.backend == "ray":
+        from generator.ray_backend import run_on_ray
+
+        def backend(configs: list[Config]):
+            return run_on_ray(configs, args.ray_address, jobs, args.debug)
+    else:
+
+        def backend(configs: list[Config]):
+            return run_local(configs, jobs, args.debug)
+
+    progress = _SweepProgress(len(variants))
+    results = run_sweep(variants, backend, progress)
+    rows = [
+        variant_row(
+            v.name,
+            v.settings,
+            results[v.name][1],
+            results[v.name][0].error if results[v.name][0] else None,
+        )
+        for v in variants
+    ]
+    info = sweep_info(base.name, grid, rows)
+    sweep_dir = variants[0].config.output.dir
+    written = write_sweep_report(info, sweep_dir)
+    ok = [row for row in info["variants"] if row["status"] == "ok"]
+    print(
+        f"done in {progress.elapsed():.1f} s: {len(ok)} of {len(rows)} variants built"
+        + (f"; first: {ok[0]['name']}" if ok else ""),
+        file=sys.stderr,
+    )
+    print("wrote:")
+    for path in [*(sweep_dir / row["path"] for row in ok), *written]:
+        print(f"  {display_path(path)}")
+    return 0 if ok else 1
+
+
+class _SweepProgress:
+    """One line per variant as it finishes: done/total, its headline figures, elapsed time and
+    an estimate of the time left (the mean time per variant built so far)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = self.built = 0
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def __call__(self, variant, outcome, info) -> None:
+        from generator.sweep_report import variant_row
+
+        self.done += 1
+        if outcome is None:
+            headline = "already built, not rebuilt"
+        else:
+            self.built += 1
+            if outcome.error is not None:
+                headline = f"failed: {outcome.error}"
+            else:
+                row = variant_row(variant.name, variant.settings, info, None)
+                targets = "; ".join(
+                    f"{key} {t['inference_time_ms']:.3f} ms, SRAM {t['sram_kib']:.0f} KiB"
+                    + {True: ", fits", False: ", does not fit", None: ""}[t["fits"]]
+                    for key, t in row["targets"].items()
+                )
+                accuracy = ", ".join(f"{h} {a:.1%}" for h, a in (row["accuracy"] or {}).items())
+                headline = f"{row['tflite_bytes'] / 1024:.0f} KiB .tflite; {targets}" + (
+                    f"; accuracy {accuracy}" if accuracy else ""
+                )
+        elapsed = self.elapsed()
+        left = self.total - self.done
+        estimate = ""
+        if self.built and left:
+            estimate = f", about {elapsed / self.built * left:.0f} s left"
+        print(
+            f"[{self.done}/{self.total}] {variant.name}: {headline} ({elapsed:.0f} s{estimate})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _evaluate(config: Config) -> int:
     return _run_pipeline(config, "evaluating", "run_evaluate")
 
@@ -242,20 +374,20 @@ def _export_digits(folder: Path, folders: bool) -> int:
 
 def _print_summary(info: dict, written: list[Path]) -> None:
     for key, vela in info["vela"].items():
-        # The weights live in flash, or in DRAM when the system puts AXI1 on DRAM.
-        weights = (
-            f"DRAM {vela['dram_kib']:.1f}"
-            if vela["dram_kib"] and not vela["flash_kib"]
-            else f"flash {vela['flash_kib']:.1f}"
-        )
+        # What the placement needs in SRAM, and in the other memory (DRAM when it uses it).
+        other = "DRAM" if "DRAM" in (vela["weights_in"], vela["arena_in"]) else "flash"
         fit = info["boards"].get(key)
         print(
-            f"  {key}: SRAM {vela['sram_kib']:.1f} KiB, {weights} KiB, "
+            f"  {key}: SRAM {vela['sram_needed_bytes'] / 1024:.1f} KiB, {other} "
+            f"{vela['off_chip_needed_bytes'] / 1024:.1f} KiB ({vela['memory_mode']}: weights in "
+            f"{vela['weights_in']}, arena in {vela['arena_in']}), "
             f"{vela['inference_time_ms']:.2f} ms/inference (Vela estimate), "
             f"{vela['npu_operators']}/{vela['npu_operators'] + vela['cpu_operators']} "
             "operators on the NPU" + (f"; {fit['verdict']}" if fit else ""),
             file=sys.stderr,
         )
+        if fit and len(fit["placements"]) > 1:
+            print(f"    recommended placement: {fit['recommendation']}", file=sys.stderr)
     if info.get("accuracy"):
         for name, head in info["accuracy"]["heads"].items():
             print(

@@ -203,12 +203,16 @@ class Config:
 
 
 def load_config(path: Path, overrides: list[str] = (), output_dir: Path | None = None) -> Config:
-    """Read `path`, apply `--set KEY=VALUE` overrides and return the validated config.
-
-    Last come the checks that need the whole config: the output folder (`--output-dir` when
-    given, else `output.dir`) and the memory the build needs.
-    """
+    """Read `path`, apply `--set KEY=VALUE` overrides and return the validated config."""
     path = Path(path)
+    raw = read_config_file(path)
+    for override in overrides:
+        apply_override(raw, override)
+    return config_from_raw(raw, path, output_dir)
+
+
+def read_config_file(path: Path) -> dict:
+    """The config file's mapping, as written (nothing validated yet)."""
     if path.is_dir():
         raise UserError(f"config file {path} is a folder: pass the path of a YAML config")
     if not path.is_file():
@@ -228,8 +232,15 @@ def load_config(path: Path, overrides: list[str] = (), output_dir: Path | None =
         raw = {}
     if not isinstance(raw, dict):
         raise UserError(f"{path}: the top level must be a mapping of sections (name, model, ...)")
-    for override in overrides:
-        apply_override(raw, override)
+    return raw
+
+
+def config_from_raw(raw: dict, path: Path, output_dir: Path | None = None) -> Config:
+    """Validate the mapping read from `path` (relative paths resolve against its folder).
+
+    Last come the checks that need the whole config: the output folder (`--output-dir` when
+    given, else `output.dir`) and the memory the build needs.
+    """
     config = parse_config(raw, base=path.resolve().parent, source=path)
     field = "output.dir"
     if output_dir is not None:
