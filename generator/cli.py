@@ -260,7 +260,15 @@ def _sweep(args: argparse.Namespace) -> int:
             return run_local(configs, jobs, args.debug)
 
     progress = _SweepProgress(len(variants))
-    results = run_sweep(variants, backend, progress)
+    try:
+        results = run_sweep(variants, backend, progress)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the variants built so far are kept; run the same command again to "
+            "build the rest",
+            file=sys.stderr,
+        )
+        return 130
     rows = [
         variant_row(
             v.name,

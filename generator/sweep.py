@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import re
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -245,25 +246,35 @@ def publish_variant(variant: Variant, outcome: VariantOutcome) -> None:
 def run_local(configs: list[Config], jobs: int, debug: bool) -> Iterable[VariantOutcome]:
     """Build on a pool of `jobs` worker processes, yielding each outcome as it finishes.
 
-    Workers are spawned (not forked) and each imports TensorFlow once, up front."""
+    Workers are spawned (not forked) and each imports TensorFlow once, up front. When the
+    sweep is stopped, the workers are stopped too (Python 3.11's pool has no public way to:
+    its `_processes`), and each removes its temporary folder on the way out."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         jobs, mp_context=context, initializer=_start_worker, initargs=(debug,)
-    ) as pool:
-        futures = [pool.submit(build_variant, config, debug) for config in configs]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    )
+    futures = [pool.submit(build_variant, config, debug) for config in configs]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except BaseException:
+        for process in list(pool._processes.values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _start_worker(debug: bool) -> None:
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the driver, which stops us
     quiet_tensorflow(enabled=not debug)
     with muted():
         import generator.pipeline  # noqa: F401  TensorFlow, once per worker
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds the build: its temporary folder is removed
 
 
 def run_sweep(

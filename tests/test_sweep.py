@@ -4,8 +4,11 @@ Ray as through the local process pool."""
 import csv
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from conftest import REPO, digits_config, small_config, write_config, write_digits
@@ -149,6 +152,29 @@ def test_an_interrupted_sweep_resumes_without_rebuilding(sweep):
     assert kept.stat().st_mtime_ns == before
     # the same config gives the same figures, rebuilt or not
     assert json.loads((out / "sweep.json").read_text()) == info
+
+
+def test_a_stopped_sweep_keeps_what_it_built_and_leaves_no_debris(tmp_path):
+    config = write_config(tmp_path, sweep_config(tmp_path))
+    temporary = Path(tempfile.gettempdir())
+    before = set(temporary.glob("generator-sweep-*"))
+    command = [sys.executable, "-m", "generator", "sweep", str(config), *GRID, "--jobs", "2"]
+    sweep = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    first = sweep.stderr.readline()
+    while not first.startswith("[1/4]"):
+        assert first, "the sweep ended before its first variant"
+        first = sweep.stderr.readline()
+    sweep.send_signal(signal.SIGTERM)
+    rest = sweep.stderr.read()
+    assert sweep.wait(timeout=60) == 130, rest
+    assert "interrupted: the variants built so far are kept" in rest
+    out = tmp_path / "out" / "small_sweep"
+    name = first.split("]")[1].split(":")[0].strip()
+    built = [] if ": failed: " in first else [name]
+    assert [p.name for p in out.iterdir()] == built  # no staging folder, no sweep.json yet
+    for name in built:
+        assert (out / name / f"{name}_quantization_info.json").is_file()
+    assert set(temporary.glob("generator-sweep-*")) == before  # the workers cleaned up
 
 
 @pytest.fixture(scope="module")
