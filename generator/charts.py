@@ -12,7 +12,9 @@ and is byte-identical from one render to the next (a fixed hash salt per figure,
 The exact numbers stay in the tables beside each figure.
 
 Every function takes a part of the report's JSON dictionary and draws it as it is; the only
-arithmetic is the bar length of a board's fit (needed / budget).
+arithmetic is the bar length of a board's fit (needed / budget). A figure that needs a derived
+value (a comparison's size relative to float32) is handed it by the caller, from the function
+the Markdown uses, so the page and the Markdown cannot disagree.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import matplotlib
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from generator.report import RUNTIME_TITLES
+from generator.report import LAYER_ERROR_WARNING_STEPS, RUNTIME_TITLES
 
 _STYLE = {
     "svg.fonttype": "none",
@@ -45,6 +47,8 @@ RUNTIME_COLOURS = {
     "litert_default": "#2ca02c",
 }
 _FITS, _MISFITS, _CPU = "#2ca02c", "#d62728", "#d62728"
+# A layer's own error from rounding alone: a uniform error of one step has an RMS of 1/sqrt(12).
+_ROUNDING_STEPS = 12**-0.5
 # Inches: at the SVG's 72 points per inch, 9.5 inches fill the page's 950-pixel column.
 _WIDTH = 9.5
 _ROW = 0.2
@@ -142,6 +146,51 @@ def clipping_chart(tensors: list[dict]) -> str:
     axes.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     axes.set_xlabel("values at an integer limit that is not an activation bound")
     return _svg(figure, "clipping")
+
+
+@matplotlib.rc_context(_STYLE)
+def layer_error_chart(layers: list[dict]) -> str:
+    """Each integer operator's own error in output quantization steps (RMS), worst first as the
+    JSON lists them, with the share of its float values beyond the integer range written beside
+    its bar: a long bar with clipping points at the calibration range, one without at the
+    weights or the operator itself. Marked: rounding alone, and the warning threshold."""
+    figure = Figure(figsize=(_WIDTH, _ROW * len(layers) + 1.0))
+    axes = figure.add_subplot()
+    positions = range(len(layers))
+    values = [layer["rmse_steps"] for layer in layers]
+    warned = max(values) > LAYER_ERROR_WARNING_STEPS
+    axes.barh(
+        positions,
+        values,
+        height=0.7,
+        color=[
+            _MISFITS if value > LAYER_ERROR_WARNING_STEPS else RUNTIME_COLOURS["tflite_micro"]
+            for value in values
+        ],
+    )
+    for position, layer in zip(positions, layers, strict=True):
+        clipped = f", {layer['clipped']:.2%} clipped" if layer["clipped"] else ""
+        axes.text(
+            layer["rmse_steps"],
+            position,
+            f" {layer['rmse_steps']:.2f}{clipped}",
+            va="center",
+            fontsize=8,
+        )
+    axes.axvline(_ROUNDING_STEPS, color="black", linewidth=0.8, linestyle=":", zorder=0)
+    if warned:
+        axes.axvline(LAYER_ERROR_WARNING_STEPS, color=_MISFITS, linewidth=0.8, linestyle="--")
+    axes.set_yticks(list(positions), _row_labels(layers), fontsize=8)
+    axes.invert_yaxis()
+    # From zero, and at least to 0.5 step: errors near rounding's should not look large.
+    axes.set_xlim(0, max(0.5, max(values) * 1.3))
+    axes.margins(y=0.01)
+    axes.set_xlabel(
+        "own RMS error in output quantization steps (dotted: rounding alone, 0.29"
+        + (f"; dashed: {LAYER_ERROR_WARNING_STEPS:g}, warned about" if warned else "")
+        + ")"
+    )
+    return _svg(figure, "layer-errors")
 
 
 @matplotlib.rc_context(_STYLE)

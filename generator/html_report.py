@@ -14,7 +14,12 @@ import jinja2
 from markupsafe import Markup
 
 from generator import charts
-from generator.report import RUNTIME_TITLES, folded_layers
+from generator.report import (
+    LAYER_ERROR_WARNING_STEPS,
+    LAYER_ERRORS_LISTED,
+    RUNTIME_TITLES,
+    folded_layers,
+)
 
 _ENVIRONMENT = jinja2.Environment(
     loader=jinja2.PackageLoader("generator", "templates"),
@@ -29,11 +34,16 @@ _ENVIRONMENT.filters |= {
     "percent": lambda value, digits=1: f"{value:.{digits}%}",
     "sqnr": lambda value: "exact" if value is None else f"{value:.1f} dB",
 }
-_ENVIRONMENT.globals |= {"runtime_titles": RUNTIME_TITLES}
+_ENVIRONMENT.globals |= {
+    "runtime_titles": RUNTIME_TITLES,
+    "layer_errors_listed": LAYER_ERRORS_LISTED,
+    "layer_error_warning_steps": LAYER_ERROR_WARNING_STEPS,
+}
 
 
 def render_html(info: dict) -> str:
     """The build's page, from the report's dictionary (schema_version 2)."""
+    layer_errors = info.get("layer_errors")  # absent from a JSON written before it was measured
     figures = {
         "fit": charts.fit_chart(info["boards"]) if info["boards"] else None,
         "cycles": {
@@ -42,6 +52,9 @@ def render_html(info: dict) -> str:
         },
         "clipping": charts.clipping_chart(info["clipping"]["tensors"])
         if info["clipping"]["tensors"]
+        else None,
+        "layer_errors": charts.layer_error_chart(layer_errors["layers"])
+        if layer_errors and layer_errors["layers"]
         else None,
         "runtimes": charts.runtimes_chart(info["runtimes"], info["fidelity"]),
         "training": charts.training_chart(info["training"]) if info["training"] else None,

@@ -46,13 +46,16 @@ def _parse(page: str) -> _Text:
 
 
 def _key_figures(info: dict) -> list[str]:
-    """What a reader must find: the model's hash, each head's accuracies, each board's verdict."""
+    """What a reader must find: the model's hash, each head's accuracies, each board's verdict,
+    and the layer with the largest own quantization error with its figure."""
     heads = info["accuracy"]["heads"].values()
+    worst = info["layer_errors"]["layers"][0]
     return [
         info["model"]["sha256"],
         *(f"{head['quantized_top1']:.2%}" for head in heads),
         *(f"{head['float_top1']:.2%}" for head in heads),
         *(board["verdict"] for board in info["boards"].values()),
+        f"{worst['layer']} {worst['operator']} {worst['rmse_steps']:.2f}",  # its table row
     ]
 
 
@@ -71,6 +74,7 @@ def test_every_section_is_drawn_from_the_json(demo_sized_build):
         "Cycles per layer, alif_e7_he",
         "Quantization error",
         "Clipping per layer",
+        "Per-layer quantization error",
         "Runtimes: TFLite Micro vs LiteRT",
         "Tensor arena",
         "Training",
@@ -78,8 +82,9 @@ def test_every_section_is_drawn_from_the_json(demo_sized_build):
         "Confusion matrices",
     ):
         assert heading in text, heading
-    # fit, cycles per target, clipping, runtimes, training, accuracy, a confusion matrix per head
-    assert parsed.svgs == 1 + 2 + 1 + 1 + 1 + 1 + 3
+    # fit, cycles per target, clipping, layer errors, runtimes, training, accuracy, a confusion
+    # matrix per head
+    assert parsed.svgs == 1 + 2 + 1 + 1 + 1 + 1 + 1 + 3
     for head in info["heads"]:
         assert f"{head['scale']:.6g}" in text and head["name"] in text
     # The per-layer charts name Keras layers (the JSON's mapping), not Vela's fused tensor names.
@@ -90,6 +95,9 @@ def test_every_section_is_drawn_from_the_json(demo_sized_build):
         assert not any(layer["name"] in text for layer in target["layers"] if ";" in layer["name"])
     for tensor in info["clipping"]["tensors"]:
         assert f"{tensor['layer']} ({tensor['operator']})" in text
+    # Every integer operator is a bar labelled with its Keras layer and its own error.
+    for layer in info["layer_errors"]["layers"]:
+        assert layer["layer"] in text and f"{layer['rmse_steps']:.2f}" in text
     history = info["training"]["history"]
     assert f"{len(history)} epochs run" in text
     assert f"{history[info['training']['best_epoch'] - 1]['val_loss']:.4f}" in text
@@ -108,9 +116,19 @@ def test_rendering_is_repeatable_and_sections_without_data_are_left_out(demo_siz
     info = _info(demo_sized_build)
     page = (demo_sized_build / "default_report.html").read_text()
     assert render_html(info) == page
-    bare = _parse(render_html({**info, "training": None, "accuracy": None, "boards": {}}))
+    bare = _parse(
+        render_html(
+            {**info, "training": None, "accuracy": None, "boards": {}, "layer_errors": None}
+        )
+    )
     assert bare.svgs == 2 + 1 + 1  # cycles per target, clipping, runtimes
-    for heading in ("Board fit", "Training", "Accuracy", "Confusion matrices"):
+    for heading in (
+        "Board fit",
+        "Training",
+        "Accuracy",
+        "Confusion matrices",
+        "Per-layer quantization error",
+    ):
         assert heading not in bare.text
     assert info["model"]["sha256"] in bare.text
 
@@ -145,7 +163,7 @@ def test_report_opens_offline_in_chromium_without_errors(demo_sized_build, tmp_p
     assert requests == [report.as_uri()]  # the page itself, nothing else
     for fact in _key_figures(info):
         assert fact in text, fact
-    assert svgs == 10
+    assert svgs == 11
     with Image.open(screenshot) as image:
         width, height = image.size
     assert width == 1100 and height > 3000  # every section rendered, one below the other
