@@ -1,7 +1,8 @@
-"""The comparison's record and its page: `<name>_compare.json` (schema_version 1, in the README)
-and `<name>_compare.md`, rendered from the same dictionary. What a page shows beyond the record
-(a mode's size and host latency relative to float32, its scores, its memory on each board) is
-worked out once, by `mode_figures`, for every renderer to call.
+"""The comparison's record and its Markdown: `<name>_compare.json` (schema_version 1, in the
+README) and `<name>_compare.md`, rendered from the same dictionary, as is `<name>_compare.html`
+(`html_report.render_compare_html`). What the pages show beyond the record (a mode's size and
+host latency relative to float32, its scores, its memory on each board) is worked out once, by
+`mode_figures`, which both renderers call; `report_files.write_compare_report` writes the three.
 
 The recommendation is worked out here, once, from the figures in the record, and stored in it:
 per Ethos-U target, the mode whose compiled model needs the least memory on the board (Vela's
@@ -14,8 +15,6 @@ LiteRT within the same margin.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,17 +154,6 @@ def _board_kib(figures: dict) -> float:
     """The memory the compiled model takes on the board: its SRAM (tensor arena) and its flash,
     or DRAM where the system keeps the weights there."""
     return figures["sram_kib"] + figures["flash_kib"] + figures["dram_kib"]
-
-
-def write_compare_report(info: dict, folder: Path, name: str) -> list[Path]:
-    """Write `<name>_compare.json` and `.md` into `folder` (each renamed into place)."""
-    paths = [folder / f"{name}_compare.json", folder / f"{name}_compare.md"]
-    texts = [json.dumps(info, indent=2) + "\n", render_compare_markdown(info)]
-    for path, text in zip(paths, texts, strict=True):
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    return paths
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The report's files beside a build: `<name>_quantization_info.json`, `<name>_report.md` and
-`<name>_report.html`. A build writes all three; `python -m generator report FOLDER` renders the
-Markdown and HTML again from the JSON alone, so an older build can be read with a newer
-generator (and its newer pages) without rebuilding.
+`<name>_report.html`, and a comparison's `<name>_compare.json`, `.md` and `.html`. A build (or a
+comparison) writes its three; `python -m generator report FOLDER` renders the build's Markdown
+and HTML again from the JSON alone, so an older build can be read with a newer generator (and
+its newer pages) without rebuilding.
 
 Every file is written under a temporary name in the same folder and renamed into place once all
 are written, so a reader never sees half a file and a failed re-render leaves the previous
@@ -14,9 +15,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from generator import compare_report
 from generator.config import display_path
 from generator.errors import UserError
-from generator.html_report import render_html
+from generator.html_report import render_compare_html, render_html
 from generator.report import SCHEMA_VERSION, render_markdown
 
 _JSON_SUFFIX = "_quantization_info.json"
@@ -46,6 +48,24 @@ def write_report(info: dict, paths: ReportPaths) -> None:
             paths.html: render_html(info),
         }
     )
+
+
+def compare_paths(folder: Path, name: str) -> list[Path]:
+    """A comparison's `<name>_compare.json`, `.md` and `.html` in `folder`."""
+    return [folder / f"{name}_compare.{suffix}" for suffix in ("json", "md", "html")]
+
+
+def write_compare_report(info: dict, folder: Path, name: str) -> list[Path]:
+    """Write a comparison's JSON, Markdown and HTML into `folder`, each rendered before anything
+    is written; return their paths."""
+    paths = compare_paths(folder, name)
+    texts = [
+        json.dumps(info, indent=2) + "\n",
+        compare_report.render_compare_markdown(info),
+        render_compare_html(info),
+    ]
+    _write_atomically(dict(zip(paths, texts, strict=True)))
+    return paths
 
 
 def rerender(folder: Path) -> list[Path]:
