@@ -263,6 +263,13 @@ def test_build_and_compare_keep_each_other_s_results(tmp_path):
     assert not (folder / "compare" / "float32").exists()  # a comparison replaces the previous one
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    # 'report' renders the pages of both again from their JSON.
+    pages = ("small_report.md", "small_report.html", "small_compare.md", "small_compare.html")
+    rendered = {name: (folder / name).read_bytes() for name in pages}
+    for name in pages:
+        (folder / name).unlink()
+    assert main(["report", str(folder)]) == 0
+    assert {name: (folder / name).read_bytes() for name in pages} == rendered
 
 
 def test_an_int16x8_build_runs_end_to_end(digits_model_weights, tmp_path):
