@@ -12,18 +12,25 @@ and is byte-identical from one render to the next (a fixed hash salt per figure,
 The exact numbers stay in the tables beside each figure.
 
 Every function takes a part of the report's JSON dictionary and draws it as it is; the only
-arithmetic is the bar length of a board's fit (needed / budget).
+arithmetic is the bar length of a board's fit (needed / budget). A figure that needs a derived
+value (a comparison's size relative to float32) is handed it by the caller, from the function
+the Markdown uses, so the page and the Markdown cannot disagree.
 """
 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import matplotlib
 from matplotlib import ticker
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from generator.report import RUNTIME_TITLES
+from generator.report import LAYER_ERROR_WARNING_STEPS, RUNTIME_TITLES
+
+if TYPE_CHECKING:
+    from generator.compare_report import ModeFigures
 
 _STYLE = {
     "svg.fonttype": "none",
@@ -45,6 +52,12 @@ RUNTIME_COLOURS = {
     "litert_default": "#2ca02c",
 }
 _FITS, _MISFITS, _CPU = "#2ca02c", "#d62728", "#d62728"
+# A layer's own error from rounding alone: a uniform error of one step has an RMS of 1/sqrt(12).
+_ROUNDING_STEPS = 12**-0.5
+# A comparison's colours: deployable modes and host formats, then one per head and per target.
+_DEPLOYABLE, _HOST = "#1f77b4", FLOAT_COLOUR
+_HEAD_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+_TARGET_COLOURS = ("#1f77b4", "#17becf", "#9467bd", "#8c564b")
 # Inches: at the SVG's 72 points per inch, 9.5 inches fill the page's 950-pixel column.
 _WIDTH = 9.5
 _ROW = 0.2
@@ -142,6 +155,51 @@ def clipping_chart(tensors: list[dict]) -> str:
     axes.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     axes.set_xlabel("values at an integer limit that is not an activation bound")
     return _svg(figure, "clipping")
+
+
+@matplotlib.rc_context(_STYLE)
+def layer_error_chart(layers: list[dict]) -> str:
+    """Each integer operator's own error in output quantization steps (RMS), worst first as the
+    JSON lists them, with the share of its float values beyond the integer range written beside
+    its bar: a long bar with clipping points at the calibration range, one without at the
+    weights or the operator itself. Marked: rounding alone, and the warning threshold."""
+    figure = Figure(figsize=(_WIDTH, _ROW * len(layers) + 1.0))
+    axes = figure.add_subplot()
+    positions = range(len(layers))
+    values = [layer["rmse_steps"] for layer in layers]
+    warned = max(values) > LAYER_ERROR_WARNING_STEPS
+    axes.barh(
+        positions,
+        values,
+        height=0.7,
+        color=[
+            _MISFITS if value > LAYER_ERROR_WARNING_STEPS else RUNTIME_COLOURS["tflite_micro"]
+            for value in values
+        ],
+    )
+    for position, layer in zip(positions, layers, strict=True):
+        clipped = f", {layer['clipped']:.2%} clipped" if layer["clipped"] else ""
+        axes.text(
+            layer["rmse_steps"],
+            position,
+            f" {layer['rmse_steps']:.2f}{clipped}",
+            va="center",
+            fontsize=8,
+        )
+    axes.axvline(_ROUNDING_STEPS, color="black", linewidth=0.8, linestyle=":", zorder=0)
+    if warned:
+        axes.axvline(LAYER_ERROR_WARNING_STEPS, color=_MISFITS, linewidth=0.8, linestyle="--")
+    axes.set_yticks(list(positions), _row_labels(layers), fontsize=8)
+    axes.invert_yaxis()
+    # From zero, and at least to 0.5 step: errors near rounding's should not look large.
+    axes.set_xlim(0, max(0.5, max(values) * 1.3))
+    axes.margins(y=0.01)
+    axes.set_xlabel(
+        "own RMS error in output quantization steps (dotted: rounding alone, 0.29"
+        + (f"; dashed: {LAYER_ERROR_WARNING_STEPS:g}, warned about" if warned else "")
+        + ")"
+    )
+    return _svg(figure, "layer-errors")
 
 
 @matplotlib.rc_context(_STYLE)
@@ -291,6 +349,127 @@ def runtimes_chart(runtimes: dict, fidelity: dict) -> str:
     handles, labels = sqnr.get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     return _svg(figure, "runtimes")
+
+
+@matplotlib.rc_context(_STYLE)
+def compare_chart(
+    modes: list[ModeFigures], heads: list[str], targets: list[str], reference: dict, score: str
+) -> str:
+    """A comparison at a glance, a row per mode in every panel: the .tflite's size and the host
+    latency (bars, labelled with the figure and its ratio to float32), the score per head
+    (dots: they sit close together far from zero; dotted, float32's accuracy), and the memory
+    each target's compiled model needs on the board (bars; none for a host format). The ratios
+    and memory come from `compare_report.mode_figures`, as in the Markdown."""
+    names = [mode.row["mode"] for mode in modes]
+    made = [mode for mode in modes if not mode.row["error"]]
+    figure = Figure(figsize=(_WIDTH, 2 * (0.32 * len(modes) + 1.1)), layout="constrained")
+    (size, latency), (scores, board) = figure.subplots(2, 2, sharey=True)
+    positions = range(len(modes))
+    colours = [_DEPLOYABLE if mode.row["vela"] is not None else _HOST for mode in modes]
+    _ratio_bars(
+        size,
+        [None if mode.row["error"] else mode.row["tflite_bytes"] / 1024 for mode in modes],
+        [mode.size_vs_float for mode in modes],
+        "{:.1f} KiB",
+        colours,
+    )
+    size.set_title(".tflite size")
+    size.set_xlabel("KiB (ratio to float32)")
+    _ratio_bars(
+        latency,
+        [mode.row["host_latency_ms"] for mode in modes],
+        [mode.latency_vs_float for mode in modes],
+        "{:.3f} ms",
+        colours,
+    )
+    latency.set_title("host latency (LiteRT default interpreter)")
+    latency.set_xlabel("ms per image (ratio to float32)")
+    floats = reference.get("accuracy")  # none without labels: float32 agrees with itself
+    values = [mode.scores[head] for mode in made for head in heads]
+    values += list(floats.values()) if floats else []
+    low, high = min(values), max(values)
+    pad = max(0.005, (high - low) * 0.1)
+    for index, head in enumerate(heads):
+        colour = _HEAD_COLOURS[index % len(_HEAD_COLOURS)]
+        offset = (index - (len(heads) - 1) / 2) * 0.5 / len(heads)
+        points = [
+            (mode.scores[head], position + offset)
+            for position, mode in zip(positions, modes, strict=True)
+            if mode.scores
+        ]
+        scores.plot(*zip(*points, strict=True), "o", color=colour, label=head, markersize=5)
+        if floats:
+            scores.axvline(floats[head], color=colour, linestyle=":", linewidth=1)
+    scores.set_xlim(low - pad, high + pad)
+    # Ticked within 0..100% only, as the build page's accuracy chart.
+    ticks = ticker.MaxNLocator(2).tick_values(low, high)
+    scores.set_xticks([tick for tick in ticks if low - pad <= tick <= min(1, high + pad)])
+    scores.xaxis.set_major_formatter(ticker.PercentFormatter(1.0, decimals=1))
+    scores.set_title(f"{score} per head" + (" (dotted: float32)" if floats else ""))
+    scores.set_xlabel(f"top-1 {score}")
+    scores.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize=8, ncols=len(heads))
+    scores.grid(axis="y", color="#eeeeee")
+    width = 0.6 / len(targets)
+    largest = max(
+        (kib for mode in made if mode.board_kib for kib in mode.board_kib.values()), default=1
+    )
+    for index, target in enumerate(targets):
+        colour = _TARGET_COLOURS[index % len(_TARGET_COLOURS)]
+        offset = (index - (len(targets) - 1) / 2) * width
+        for position, mode in zip(positions, modes, strict=True):
+            if mode.board_kib is None:
+                continue
+            if target not in mode.board_kib:  # Vela's error is in the table
+                board.text(0, position + offset, " Vela failed", va="center", fontsize=8)
+                continue
+            kib, cpu = mode.board_kib[target], mode.row["vela"][target]["cpu_operators"]
+            board.barh(position + offset, kib, height=width, color=colour)
+            board.annotate(
+                f"{kib:.1f}" + (f" ({cpu} on the CPU)" if cpu else ""),
+                (kib, position + offset),
+                xytext=(2, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
+    for position, mode in zip(positions, modes, strict=True):
+        if mode.row["error"] or mode.row["vela"] is None:
+            note = "failed" if mode.row["error"] else "host format: not compiled"
+            board.text(0, position, f" {note}", va="center", color=FLOAT_COLOUR, fontsize=8)
+    board.set_xlim(0, largest * 1.35)
+    board.set_title("on the board: SRAM + flash + DRAM (Vela)")
+    board.set_xlabel("KiB")
+    board.legend(
+        handles=[
+            Patch(color=_TARGET_COLOURS[index % len(_TARGET_COLOURS)], label=target)
+            for index, target in enumerate(targets)
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.25),
+        fontsize=8,
+        ncols=len(targets),
+    )
+    size.set_yticks(list(positions), names)
+    size.invert_yaxis()
+    return _svg(figure, "compare")
+
+
+def _ratio_bars(axes, values: list, ratios: list, template: str, colours: list[str]) -> None:
+    """A bar per mode labelled with its figure and its ratio to float32; a mode that could not
+    be made (its value None) is labelled as failed."""
+    for position, (value, ratio, colour) in enumerate(zip(values, ratios, colours, strict=True)):
+        if value is None:
+            axes.text(0, position, " failed", va="center", color=_MISFITS)
+            continue
+        axes.barh(position, value, height=0.6, color=colour)
+        axes.annotate(
+            f"{template.format(value)} ({ratio:.2f}x)",
+            (value, position),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+        )
+    axes.set_xlim(0, max((v for v in values if v is not None), default=1) * 1.6)
 
 
 def _row_labels(layers: list[dict]) -> list[str]:

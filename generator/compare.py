@@ -21,8 +21,9 @@ the float32 model in LiteRT's built-in kernels, on the evaluation set when the c
 (then top-1 accuracy too), else on the held-out calibration images. A mode that cannot be made
 (a layer the converter refuses in that mode) gets its reason in its row and the others go on.
 
-Results land in `<output.dir>/<name>/compare/<mode>/` and `<name>_compare.json` / `.md` beside
-the build's files; they are staged in a hidden folder and moved into place only when complete.
+Results land in `<output.dir>/<name>/compare/<mode>/` and `<name>_compare.json` / `.md` /
+`.html` beside the build's files; they are staged in a hidden folder and moved into place only
+when complete.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import numpy as np
 
 from generator.build import BuiltModel, build
 from generator.calibrate import load_calibration_set
-from generator.compare_report import compare_info, write_compare_report
+from generator.compare_report import compare_info
 from generator.config import (
     HOST_MODES,
     Config,
@@ -51,6 +52,7 @@ from generator.errors import UserError, VerificationError
 from generator.labelled import read_labelled
 from generator.litert import latency_ms, run_tflite
 from generator.pipeline import clear_debris, fine_tune_stage, staging_folder, train_stage
+from generator.report_files import write_compare_report
 from generator.tflite_file import read_tflite
 from generator.tflm import RUNTIME as TFLM
 from generator.tflm import minimum_arena, run_tflm
@@ -165,7 +167,7 @@ def _compare_into(folder: Path, config: Config, modes: tuple[str, ...], stage):
         if result.error:
             stage.note(f"{mode} failed: {result.error}")
         results.append(result)
-    with stage("report", f"{name}_compare.json and {name}_compare.md"):
+    with stage("report", f"{name}_compare.json, .md and .html"):
         described = {"source": source, "count": len(images), "labelled": labels is not None}
         info = compare_info(config, built, results, folder, reference_figures, described)
         report = write_compare_report(info, folder, name)

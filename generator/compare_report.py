@@ -1,5 +1,8 @@
-"""The comparison's record and its page: `<name>_compare.json` (schema_version 1, in the README)
-and `<name>_compare.md`, rendered from the same dictionary.
+"""The comparison's record and its Markdown: `<name>_compare.json` (schema_version 1, in the
+README) and `<name>_compare.md`, rendered from the same dictionary, as is `<name>_compare.html`
+(`html_report.render_compare_html`). What the pages show beyond the record (a mode's size and
+host latency relative to float32, its scores, its memory on each board) is worked out once, by
+`mode_figures`, which both renderers call; `report_files.write_compare_report` writes the three.
 
 The recommendation is worked out here, once, from the figures in the record, and stored in it:
 per Ethos-U target, the mode whose compiled model needs the least memory on the board (Vela's
@@ -12,8 +15,7 @@ LiteRT within the same margin.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from generator import __version__
@@ -154,18 +156,61 @@ def _board_kib(figures: dict) -> float:
     return figures["sram_kib"] + figures["flash_kib"] + figures["dram_kib"]
 
 
-def write_compare_report(info: dict, folder: Path, name: str) -> list[Path]:
-    """Write `<name>_compare.json` and `.md` into `folder` (each renamed into place)."""
-    paths = [folder / f"{name}_compare.json", folder / f"{name}_compare.md"]
-    texts = [json.dumps(info, indent=2) + "\n", render_compare_markdown(info)]
-    for path, text in zip(paths, texts, strict=True):
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    return paths
+@dataclass(frozen=True)
+class ModeFigures:
+    """One mode's row of the record with the figures the pages derive from it; every field but
+    `row` is None for a mode that could not be made."""
+
+    row: dict  # the mode's entry in the record's `modes`
+    size_vs_float: float | None  # .tflite bytes / float32's
+    latency_vs_float: float | None  # host latency / float32's
+    scores: dict[str, float] | None  # per head: accuracy when labelled, else agreement
+    board_kib: dict[str, float] | None  # per compiled target: SRAM + flash + DRAM (`_board_kib`)
+
+
+def mode_figures(info: dict) -> list[ModeFigures]:
+    """Every mode of the record, in its order, with what the Markdown and HTML show of it."""
+    reference = info["reference"]
+    found = []
+    for row in info["modes"]:
+        if row["error"]:
+            found.append(ModeFigures(row, None, None, None, None))
+            continue
+        found.append(
+            ModeFigures(
+                row,
+                size_vs_float=row["tflite_bytes"] / reference["tflite_bytes"],
+                latency_vs_float=row["host_latency_ms"] / reference["host_latency_ms"],
+                scores=row["accuracy"] or row["agreement"],
+                board_kib=None
+                if row["vela"] is None
+                else {
+                    key: _board_kib(figures)
+                    for key, figures in row["vela"].items()
+                    if "error" not in figures
+                },
+            )
+        )
+    return found
+
+
+def score_name(info: dict) -> str:
+    """What the per-head scores are: accuracy on labelled images, else agreement with float32."""
+    return "accuracy" if info["reference"].get("accuracy") else "agreement"
+
+
+def target_titles(info: dict) -> dict[str, str]:
+    """How each recommendation's key is named on the pages: a board with its accelerator, an
+    accelerator by itself."""
+    titles = {
+        t["key"]: t["key"] if t["key"] == t["accelerator"] else f"{t['key']} ({t['accelerator']})"
+        for t in info["targets"]
+    }
+    return titles | {"host": "host CPU"}
 
 
 def render_compare_markdown(info: dict) -> str:
+    """The comparison for a person reading text: the recommendation first, then the tables."""
     reference = info["reference"]
     model = info["model"]
     images = info["images"]
@@ -185,14 +230,13 @@ def render_compare_markdown(info: dict) -> str:
         "## Recommendation",
         "",
     ]
-    titles = {t["key"]: f"{t['key']} ({t['accelerator']})" for t in info["targets"]}
-    titles["host"] = "host CPU"
+    titles = target_titles(info)
     for key, choice in info["recommendations"].items():
         verdict = choice["reason"]
         if choice["mode"]:
             verdict = f"**{choice['mode']}**: {verdict}"
         lines.append(f"- {titles[key]}: {verdict}.")
-    accuracy_heading = "accuracy" if reference.get("accuracy") else "agreement"
+    accuracy_heading = score_name(info)
     lines += [
         "",
         "## Size, speed and accuracy",
@@ -207,16 +251,18 @@ def render_compare_markdown(info: dict) -> str:
             + " / ".join(f"{reference['accuracy'][h]:.2%}" for h in heads)
             + " | | |"
         )
-    for row in info["modes"]:
+    modes = mode_figures(info)
+    for mode in modes:
+        row = mode.row
         if row["error"]:
             lines.append(f"| {row['mode']} | failed: {row['error']} | | | | | | | | |")
             continue
-        scores = row["accuracy"] or row["agreement"]
+        scores = mode.scores
         lines.append(
             f"| {row['mode']} | {row['tflite_bytes'] / 1024:.1f} | "
-            f"{row['tflite_bytes'] / reference['tflite_bytes']:.2f}x | "
+            f"{mode.size_vs_float:.2f}x | "
             f"{row['host_latency_ms']:.3f} | "
-            f"{row['host_latency_ms'] / reference['host_latency_ms']:.2f}x | "
+            f"{mode.latency_vs_float:.2f}x | "
             f"{row['tflm_arena_bytes'] if row['tflm_arena_bytes'] is not None else 'cannot run'} | "
             f"{row['runtime']} | "
             + " / ".join(f"{scores[h]:.2%}" for h in heads)
@@ -230,28 +276,32 @@ def render_compare_markdown(info: dict) -> str:
         "",
         "## On each Ethos-U target (Vela's estimates)",
         "",
-        "| mode | target | operators NPU / CPU | SRAM KiB | flash KiB | DRAM KiB | ms/inference |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| mode | target | operators NPU / CPU | SRAM KiB | flash KiB | DRAM KiB | on the board "
+        "KiB | ms/inference |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for row in info["modes"]:
+    for mode in modes:
+        row = mode.row
         if row["error"]:
             continue
         if row["vela"] is None:
-            lines.append(f"| {row['mode']} | all | not compiled: {row['vela_note']} | | | | |")
+            lines.append(f"| {row['mode']} | all | not compiled: {row['vela_note']} | | | | | |")
             continue
         for key, figures in row["vela"].items():
             if "error" in figures:
-                lines.append(f"| {row['mode']} | {key} | failed: {figures['error']} | | | | |")
+                lines.append(f"| {row['mode']} | {key} | failed: {figures['error']} | | | | | |")
                 continue
             cpu = figures["cpu_operators"]
             lines.append(
                 f"| {row['mode']} | {key} | {figures['npu_operators']} / {cpu}"
                 + (f" ({', '.join(figures['cpu_operator_names'])})" if cpu else "")
                 + f" | {figures['sram_kib']:.1f} | {figures['flash_kib']:.1f} | "
-                f"{figures['dram_kib']:.1f} | {figures['inference_time_ms']:.3f} |"
+                f"{figures['dram_kib']:.1f} | {mode.board_kib[key]:.1f} | "
+                f"{figures['inference_time_ms']:.3f} |"
             )
     lines += [
         "",
+        "On the board: SRAM, flash and DRAM together, the figure the recommendation ranks by. "
         "Vela's time estimate covers the NPU's work; operators on the CPU add their own time on "
         "the Cortex-M, which Vela does not estimate.",
         "",

@@ -1,7 +1,8 @@
 """The report's files beside a build: `<name>_quantization_info.json`, `<name>_report.md` and
-`<name>_report.html`. A build writes all three; `python -m generator report FOLDER` renders the
-Markdown and HTML again from the JSON alone, so an older build can be read with a newer
-generator (and its newer pages) without rebuilding.
+`<name>_report.html`, and a comparison's `<name>_compare.json`, `.md` and `.html`. A build (or a
+comparison) writes its three; `python -m generator report FOLDER` renders the Markdown and HTML
+of both again from their JSON alone, so an older run can be read with a newer generator (and its
+newer pages) without running it again.
 
 Every file is written under a temporary name in the same folder and renamed into place once all
 are written, so a reader never sees half a file and a failed re-render leaves the previous
@@ -11,15 +12,18 @@ files as they were.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from generator import compare_report
 from generator.config import display_path
 from generator.errors import UserError
-from generator.html_report import render_html
+from generator.html_report import render_compare_html, render_html
 from generator.report import SCHEMA_VERSION, render_markdown
 
 _JSON_SUFFIX = "_quantization_info.json"
+_COMPARE_SUFFIX = "_compare.json"
 
 
 @dataclass(frozen=True)
@@ -48,31 +52,45 @@ def write_report(info: dict, paths: ReportPaths) -> None:
     )
 
 
+def compare_paths(folder: Path, name: str) -> list[Path]:
+    """A comparison's `<name>_compare.json`, `.md` and `.html` in `folder`."""
+    return [folder / f"{name}_compare.{suffix}" for suffix in ("json", "md", "html")]
+
+
+def write_compare_report(info: dict, folder: Path, name: str) -> list[Path]:
+    """Write a comparison's JSON, Markdown and HTML into `folder`, each rendered before anything
+    is written; return their paths."""
+    paths = compare_paths(folder, name)
+    texts = [
+        json.dumps(info, indent=2) + "\n",
+        compare_report.render_compare_markdown(info),
+        render_compare_html(info),
+    ]
+    _write_atomically(dict(zip(paths, texts, strict=True)))
+    return paths
+
+
 def rerender(folder: Path) -> list[Path]:
-    """Render the Markdown and HTML of the build in `folder` from its JSON; return their paths."""
-    paths = report_paths(folder, _build_name(folder))
-    try:
-        info = json.loads(paths.info.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:  # ValueError: bad JSON or bad UTF-8
-        raise UserError(
-            f"report: {display_path(paths.info)} cannot be read "
-            f"({str(error).splitlines()[0][:120]}): rebuild with 'python -m generator build'"
-        ) from None
-    version = info.get("schema_version") if isinstance(info, dict) else None
-    if version != SCHEMA_VERSION:
-        raise UserError(
-            f"report: {display_path(paths.info)} has schema_version {version}, this generator "
-            f"renders schema_version {SCHEMA_VERSION}: rebuild with 'python -m generator build'"
+    """Render the Markdown and HTML of the build in `folder`, and of the comparison beside it,
+    from their JSON; return their paths. Everything is rendered before anything is written."""
+    build, comparison = _names(folder)
+    texts = {}
+    if build is not None:
+        paths = report_paths(folder, build)
+        texts |= _render(
+            paths.info,
+            SCHEMA_VERSION,
+            "rebuild with 'python -m generator build'",
+            {paths.markdown: render_markdown, paths.html: render_html},
         )
-    try:
-        texts = {paths.markdown: render_markdown(info), paths.html: render_html(info)}
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
-        # A JSON edited by hand, or cut short: name what is missing rather than a traceback.
-        raise UserError(
-            f"report: {display_path(paths.info)} does not follow schema_version "
-            f"{SCHEMA_VERSION} ({type(error).__name__}: {str(error)[:120]}): rebuild with "
-            "'python -m generator build'"
-        ) from None
+    if comparison is not None:
+        source, markdown, html = compare_paths(folder, comparison)
+        texts |= _render(
+            source,
+            compare_report.SCHEMA_VERSION,
+            "compare again with 'python -m generator compare'",
+            {markdown: compare_report.render_compare_markdown, html: render_compare_html},
+        )
     try:
         _write_atomically(texts)
     except OSError as error:
@@ -83,22 +101,64 @@ def rerender(folder: Path) -> list[Path]:
     return list(texts)
 
 
-def _build_name(folder: Path) -> str:
-    """The name of the one build whose JSON is in `folder`."""
+def _render(
+    source: Path, schema_version: int, fix: str, renderers: dict[Path, Callable[[dict], str]]
+) -> dict[Path, str]:
+    """Each path's text, rendered from the record in `source`; a record that cannot be read, is
+    of another schema, or was edited by hand or cut short is refused in one line that says
+    why and how to fix it (`fix`), rather than with a traceback."""
+    try:
+        info = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # ValueError: bad JSON or bad UTF-8
+        raise UserError(
+            f"report: {display_path(source)} cannot be read "
+            f"({str(error).splitlines()[0][:120]}): {fix}"
+        ) from None
+    version = info.get("schema_version") if isinstance(info, dict) else None
+    if version != schema_version:
+        raise UserError(
+            f"report: {display_path(source)} has schema_version {version}, this generator "
+            f"renders schema_version {schema_version}: {fix}"
+        )
+    try:
+        return {path: render(info) for path, render in renderers.items()}
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise UserError(
+            f"report: {display_path(source)} does not follow schema_version "
+            f"{schema_version} ({type(error).__name__}: {str(error)[:120]}): {fix}"
+        ) from None
+
+
+def _names(folder: Path) -> tuple[str | None, str | None]:
+    """The name of the build whose JSON is in `folder` and the name of the comparison beside it:
+    the build's own, or, in a folder a comparison alone wrote, that comparison's."""
     if not folder.is_dir():
         state = "is not a folder" if folder.exists() else "not found"
         raise UserError(
             f"report: {display_path(folder)} {state}: give a build's output folder, "
             "<output.dir>/<name>"
         )
-    found = sorted(path.name for path in folder.glob(f"*{_JSON_SUFFIX}"))
-    if len(found) != 1:
+    builds = sorted(path.name for path in folder.glob(f"*{_JSON_SUFFIX}"))
+    comparisons = sorted(path.name for path in folder.glob(f"*{_COMPARE_SUFFIX}"))
+    if len(builds) > 1:
         raise UserError(
-            f"report: {display_path(folder)} holds "
-            + (f"several builds' JSON ({', '.join(found)})" if found else f"no *{_JSON_SUFFIX}")
-            + ": give a build's output folder, <output.dir>/<name>"
+            f"report: {display_path(folder)} holds several builds' JSON ({', '.join(builds)}): "
+            "give a build's output folder, <output.dir>/<name>"
         )
-    return found[0].removesuffix(_JSON_SUFFIX)
+    if builds:
+        name = builds[0].removesuffix(_JSON_SUFFIX)
+        return name, name if f"{name}{_COMPARE_SUFFIX}" in comparisons else None
+    if len(comparisons) == 1:
+        return None, comparisons[0].removesuffix(_COMPARE_SUFFIX)
+    raise UserError(
+        f"report: {display_path(folder)} holds "
+        + (
+            f"several comparisons' JSON ({', '.join(comparisons)})"
+            if comparisons
+            else f"no *{_JSON_SUFFIX} or *{_COMPARE_SUFFIX}"
+        )
+        + ": give a build's output folder, <output.dir>/<name>"
+    )
 
 
 def _write_atomically(texts: dict[Path, str]) -> None:

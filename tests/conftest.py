@@ -163,3 +163,29 @@ def demo_sized_build(tmp_path_factory) -> Path:
     arguments = ["build", str(REPO / "configs" / "default.yaml"), "--output-dir", str(out)]
     assert main(arguments + [f"--set={value}" for value in overrides]) == 0
     return out / "default"
+
+
+@pytest.fixture(scope="session")
+def comparison(digits_model_weights, tmp_path_factory):
+    """A comparison of the five post-training modes of the trained digits model, for a U55 and a
+    U85, scored on 60 labelled digits: `(folder, the compare JSON's dictionary, the digits'
+    folder)`. Session-scoped: `compare`'s tests and the HTML page's share one run."""
+    import json
+
+    from generator.cli import main
+
+    tmp_path = tmp_path_factory.mktemp("compare")
+    data = tmp_path / "digits"
+    write_digits(data, range(1500, 1560))
+    config = digits_config(
+        tmp_path,
+        digits_model_weights,
+        data,
+        holdout=10,
+        evaluation={"data": str(data / "labels.csv")},
+        vela={"targets": [{"accelerator": "ethos-u55-128"}, {"accelerator": "ethos-u85-256"}]},
+    )
+    modes = "full_integer,int16x8,dynamic_range,float16,float32"
+    assert main(["compare", str(write_config(tmp_path, config)), "--modes", modes]) == 0
+    folder = tmp_path / "out" / "small"
+    return folder, json.loads((folder / "small_compare.json").read_text()), data

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from conftest import digits_config, small_config, write_config, write_digits
+from markupsafe import escape
 from tflite_micro import runtime
 
 from generator.cli import main
@@ -15,27 +16,6 @@ from generator.compare_report import ACCURACY_MARGIN_POINTS
 from generator.tflite_file import read_tflite
 
 HOST = ("dynamic_range", "float16", "float32")
-
-
-@pytest.fixture(scope="module")
-def comparison(digits_model_weights, tmp_path_factory):
-    """A comparison of the five post-training modes of the trained digits model, for a U55 and a
-    U85, scored on 60 labelled digits."""
-    tmp_path = tmp_path_factory.mktemp("compare")
-    data = tmp_path / "digits"
-    write_digits(data, range(1500, 1560))
-    config = digits_config(
-        tmp_path,
-        digits_model_weights,
-        data,
-        holdout=10,
-        evaluation={"data": str(data / "labels.csv")},
-        vela={"targets": [{"accelerator": "ethos-u55-128"}, {"accelerator": "ethos-u85-256"}]},
-    )
-    modes = "full_integer,int16x8,dynamic_range,float16,float32"
-    assert main(["compare", str(write_config(tmp_path, config)), "--modes", modes]) == 0
-    folder = tmp_path / "out" / "small"
-    return folder, json.loads((folder / "small_compare.json").read_text()), data
 
 
 def _rows(info):
@@ -232,6 +212,12 @@ def test_a_mode_that_cannot_be_made_is_recorded_and_the_others_go_on(tmp_path, c
     assert made["accuracy"] is None  # no evaluation set: agreement on held-out images only
     assert set(made["agreement"]) == {"object", "light"}
     assert "int16x8 failed" in capsys.readouterr().err
+    # Both pages give the failed mode its reason, and score the other by agreement.
+    markdown = (tmp_path / "out/small/small_compare.md").read_text()
+    page = (tmp_path / "out/small/small_compare.html").read_text()
+    assert f"| int16x8 | failed: {failed['error']} |" in markdown
+    assert f"failed: {escape(failed['error'])}</td>" in page
+    assert "<th>agreement</th>" in page and "<th>accuracy</th>" not in page
 
 
 @pytest.mark.parametrize(
@@ -263,9 +249,13 @@ def test_build_and_compare_keep_each_other_s_results(tmp_path):
     path = write_config(tmp_path, small_config(tmp_path))
     folder = tmp_path / "out" / "small"
     assert main(["compare", str(path), "--modes", "float32"]) == 0
-    compared = (folder / "small_compare.json").read_bytes()
+    compared = {
+        suffix: (folder / f"small_compare.{suffix}").read_bytes()
+        for suffix in ("json", "md", "html")
+    }
     assert main(["build", str(path)]) == 0
-    assert (folder / "small_compare.json").read_bytes() == compared
+    for suffix, content in compared.items():
+        assert (folder / f"small_compare.{suffix}").read_bytes() == content, suffix
     assert (folder / "compare" / "float32" / "small_float32.tflite").is_file()
     built = (folder / "small.tflite").read_bytes()
     assert main(["compare", str(path), "--modes", "dynamic_range"]) == 0
@@ -273,6 +263,13 @@ def test_build_and_compare_keep_each_other_s_results(tmp_path):
     assert not (folder / "compare" / "float32").exists()  # a comparison replaces the previous one
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    # 'report' renders the pages of both again from their JSON.
+    pages = ("small_report.md", "small_report.html", "small_compare.md", "small_compare.html")
+    rendered = {name: (folder / name).read_bytes() for name in pages}
+    for name in pages:
+        (folder / name).unlink()
+    assert main(["report", str(folder)]) == 0
+    assert {name: (folder / name).read_bytes() for name in pages} == rendered
 
 
 def test_an_int16x8_build_runs_end_to_end(digits_model_weights, tmp_path):

@@ -1,5 +1,6 @@
-"""The HTML report of a real demo-sized build: every section from the JSON, opened offline in a
-real headless Chromium (Debian's, driven by Playwright) with no console error and no request."""
+"""The HTML pages of a real demo-sized build and of a real comparison: every section from the
+JSON, opened offline in a real headless Chromium (Debian's, driven by Playwright) with no console
+error and no request."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from html.parser import HTMLParser
 import pytest
 from PIL import Image
 
-from generator.html_report import render_html
+from generator.compare_report import mode_figures, target_titles
+from generator.html_report import render_compare_html, render_html
 
 CHROMIUM = shutil.which("chromium")
 
@@ -46,13 +48,16 @@ def _parse(page: str) -> _Text:
 
 
 def _key_figures(info: dict) -> list[str]:
-    """What a reader must find: the model's hash, each head's accuracies, each board's verdict."""
+    """What a reader must find: the model's hash, each head's accuracies, each board's verdict,
+    and the layer with the largest own quantization error with its figure."""
     heads = info["accuracy"]["heads"].values()
+    worst = info["layer_errors"]["layers"][0]
     return [
         info["model"]["sha256"],
         *(f"{head['quantized_top1']:.2%}" for head in heads),
         *(f"{head['float_top1']:.2%}" for head in heads),
         *(board["verdict"] for board in info["boards"].values()),
+        f"{worst['layer']} {worst['operator']} {worst['rmse_steps']:.2f}",  # its table row
     ]
 
 
@@ -71,6 +76,7 @@ def test_every_section_is_drawn_from_the_json(demo_sized_build):
         "Cycles per layer, alif_e7_he",
         "Quantization error",
         "Clipping per layer",
+        "Per-layer quantization error",
         "Runtimes: TFLite Micro vs LiteRT",
         "Tensor arena",
         "Training",
@@ -78,8 +84,9 @@ def test_every_section_is_drawn_from_the_json(demo_sized_build):
         "Confusion matrices",
     ):
         assert heading in text, heading
-    # fit, cycles per target, clipping, runtimes, training, accuracy, a confusion matrix per head
-    assert parsed.svgs == 1 + 2 + 1 + 1 + 1 + 1 + 3
+    # fit, cycles per target, clipping, layer errors, runtimes, training, accuracy, a confusion
+    # matrix per head
+    assert parsed.svgs == 1 + 2 + 1 + 1 + 1 + 1 + 1 + 3
     for head in info["heads"]:
         assert f"{head['scale']:.6g}" in text and head["name"] in text
     # The per-layer charts name Keras layers (the JSON's mapping), not Vela's fused tensor names.
@@ -90,6 +97,9 @@ def test_every_section_is_drawn_from_the_json(demo_sized_build):
         assert not any(layer["name"] in text for layer in target["layers"] if ";" in layer["name"])
     for tensor in info["clipping"]["tensors"]:
         assert f"{tensor['layer']} ({tensor['operator']})" in text
+    # Every integer operator is a bar labelled with its Keras layer and its own error.
+    for layer in info["layer_errors"]["layers"]:
+        assert layer["layer"] in text and f"{layer['rmse_steps']:.2f}" in text
     history = info["training"]["history"]
     assert f"{len(history)} epochs run" in text
     assert f"{history[info['training']['best_epoch'] - 1]['val_loss']:.4f}" in text
@@ -108,24 +118,36 @@ def test_rendering_is_repeatable_and_sections_without_data_are_left_out(demo_siz
     info = _info(demo_sized_build)
     page = (demo_sized_build / "default_report.html").read_text()
     assert render_html(info) == page
-    bare = _parse(render_html({**info, "training": None, "accuracy": None, "boards": {}}))
+    bare = _parse(
+        render_html(
+            {**info, "training": None, "accuracy": None, "boards": {}, "layer_errors": None}
+        )
+    )
     assert bare.svgs == 2 + 1 + 1  # cycles per target, clipping, runtimes
-    for heading in ("Board fit", "Training", "Accuracy", "Confusion matrices"):
+    for heading in (
+        "Board fit",
+        "Training",
+        "Accuracy",
+        "Confusion matrices",
+        "Per-layer quantization error",
+    ):
         assert heading not in bare.text
     assert info["model"]["sha256"] in bare.text
 
 
-@pytest.mark.skipif(
+_NEEDS_CHROMIUM = pytest.mark.skipif(
     CHROMIUM is None,
     reason="Debian's chromium is not installed (.ci/run installs it with apt-get; Playwright "
     "downloads no browser of its own here)",
 )
-def test_report_opens_offline_in_chromium_without_errors(demo_sized_build, tmp_path):
+
+
+def _open_in_chromium(page_path, screenshot) -> tuple[str, int]:
+    """Open the page offline in headless Chromium: its text (white space made one space) and
+    its number of SVG figures, after checking that it logged no error and requested nothing
+    but itself; a full-page screenshot goes to `screenshot`."""
     from playwright.sync_api import sync_playwright
 
-    info = _info(demo_sized_build)
-    report = demo_sized_build / "default_report.html"
-    screenshot = tmp_path / "report.png"
     errors, requests = [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
@@ -135,17 +157,80 @@ def test_report_opens_offline_in_chromium_without_errors(demo_sized_build, tmp_p
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.on("request", lambda request: requests.append(request.url))
-            page.goto(report.as_uri(), wait_until="load")
+            page.goto(page_path.as_uri(), wait_until="load")
             text = re.sub(r"\s+", " ", page.inner_text("body"))
             svgs = page.locator("svg").count()
             page.screenshot(path=screenshot, full_page=True)
         finally:
             browser.close()
     assert errors == []
-    assert requests == [report.as_uri()]  # the page itself, nothing else
+    assert requests == [page_path.as_uri()]  # the page itself, nothing else
+    return text, svgs
+
+
+@_NEEDS_CHROMIUM
+def test_report_opens_offline_in_chromium_without_errors(demo_sized_build, tmp_path):
+    info = _info(demo_sized_build)
+    screenshot = tmp_path / "report.png"
+    text, svgs = _open_in_chromium(demo_sized_build / "default_report.html", screenshot)
     for fact in _key_figures(info):
         assert fact in text, fact
-    assert svgs == 10
+    assert svgs == 11
     with Image.open(screenshot) as image:
         width, height = image.size
     assert width == 1100 and height > 3000  # every section rendered, one below the other
+
+
+def _compare_key_figures(info: dict) -> list[str]:
+    """What a reader of a comparison must find: each mode's .tflite size in bytes, and the
+    recommendation for each target with its reason (a row of the recommendation table)."""
+    return [
+        *(f"{row['tflite_bytes']:,} bytes" for row in info["modes"] if not row["error"]),
+        *(
+            f"{choice['mode'] or 'none'} {choice['reason']}"
+            for choice in info["recommendations"].values()
+        ),
+    ]
+
+
+def test_compare_page_is_drawn_from_the_json_as_the_markdown(comparison):
+    folder, info, _ = comparison
+    page = (folder / "small_compare.html").read_text()
+    markdown = (folder / "small_compare.md").read_text()
+    assert render_compare_html(info) == page
+    parsed = _parse(page)
+    text = parsed.text
+    for fact in _compare_key_figures(info):
+        assert fact in text, fact
+    assert parsed.svgs == 1
+    # The derived figures are the Markdown's own: ratios to float32 and memory on each board.
+    for mode in mode_figures(info):
+        for ratio in (mode.size_vs_float, mode.latency_vs_float):
+            assert f"{ratio:.2f}x" in text and f"{ratio:.2f}x" in markdown
+        for kib in (mode.board_kib or {}).values():
+            assert f"{kib:.1f} KiB" in text and f"| {kib:.1f} |" in markdown
+        row = mode.row
+        for head in info["model"]["heads"]:
+            sqnr = row["sqnr_db"][head]
+            assert f"{row['accuracy'][head]:.2%}" in text
+            assert ("exact" if sqnr is None else f"{sqnr:.1f} dB") in text
+    for title in target_titles(info).values():
+        assert title in text
+    for row in info["modes"]:
+        if row["vela"] is None:
+            assert f"not compiled: {row['vela_note']}" in text
+    assert not re.search(r"""(src|href)=["'](https?:)?//""", page)
+    assert "<script" not in page and "<link" not in page
+
+
+@_NEEDS_CHROMIUM
+def test_compare_page_opens_offline_in_chromium_without_errors(comparison, tmp_path):
+    folder, info, _ = comparison
+    screenshot = tmp_path / "compare.png"
+    text, svgs = _open_in_chromium(folder / "small_compare.html", screenshot)
+    for fact in _compare_key_figures(info):
+        assert fact in text, fact
+    assert svgs == 1
+    with Image.open(screenshot) as image:
+        width, height = image.size
+    assert width == 1100 and height > 1500

@@ -38,6 +38,22 @@ def test_report_renders_the_same_files_again(demo_sized_build, tmp_path, capsys)
     assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)  # no .partial left
 
 
+def test_report_renders_a_comparison_alone_again(comparison, tmp_path, capsys):
+    """A folder `compare` wrote without a build: its Markdown and HTML from its JSON."""
+    source, _, _ = comparison
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    shutil.copy(source / "small_compare.json", folder)
+    assert main(["report", str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.strip().rsplit("/", 1)[-1] for line in lines[1:]] == [
+        "small_compare.md",
+        "small_compare.html",
+    ]
+    for name in ("small_compare.md", "small_compare.html"):
+        assert (folder / name).read_bytes() == (source / name).read_bytes(), name
+
+
 def _older(info: dict) -> dict:
     return {**info, "schema_version": 1}
 
@@ -74,7 +90,16 @@ def test_a_json_of_another_schema_is_refused(demo_sized_build, tmp_path, capsys,
     [
         (lambda folder: folder.rmdir(), "copy not found: give a build's output folder"),
         (lambda folder: folder.rmdir() or folder.write_text("x"), "copy is not a folder"),
-        (lambda folder: None, "holds no *_quantization_info.json"),
+        (lambda folder: None, "holds no *_quantization_info.json or *_compare.json"),
+        (
+            lambda folder: (folder / "a_compare.json").write_text('{"schema_version": 2}'),
+            "a_compare.json has schema_version 2, this generator renders schema_version 1: "
+            "compare again with 'python -m generator compare'",
+        ),
+        (
+            lambda folder: (folder / "a_compare.json").write_text('{"schema_version": 1}'),
+            "a_compare.json does not follow schema_version 1 (KeyError: 'reference')",
+        ),
         (
             lambda folder: (folder / FILES[0]).write_bytes(b"\xff{not json"),
             "default_quantization_info.json cannot be read",
