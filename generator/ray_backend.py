@@ -10,7 +10,7 @@ shared disk for outputs. Ray's own console output is muted unless --debug.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from generator.config import Config
 from generator.errors import UserError
@@ -20,7 +20,7 @@ from generator.sweep import VariantOutcome, build_variant
 
 def run_on_ray(
     configs: list[Config], address: str | None, jobs: int, debug: bool
-) -> Iterator[VariantOutcome]:
+) -> Generator[VariantOutcome, None, None]:
     """Build each config as a Ray task, yielding outcomes as they finish.
 
     With `address`, join that cluster (its CPUs decide how many run at once); without, start a

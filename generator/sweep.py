@@ -25,12 +25,13 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import os
 import re
 import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -197,23 +198,32 @@ def complete(variant: Variant) -> dict | None:
 
 def build_variant(config: Config, debug: bool = False) -> VariantOutcome:
     """A worker's task: build one variant in a temporary folder and return its files."""
+    global _building
     quiet_tensorflow(enabled=not debug)
     start = time.perf_counter()
     with muted():
         from generator import pipeline
-    with tempfile.TemporaryDirectory(prefix="generator-sweep-") as folder:
-        config = replace(config, output=replace(config.output, dir=Path(folder)))
+    folder = _building = Path(tempfile.mkdtemp(prefix="generator-sweep-"))
+    try:
+        config = replace(config, output=replace(config.output, dir=folder))
         try:
             info, _ = pipeline.run_build(config, _SilentStage())
         except (UserError, VerificationError) as error:
             return VariantOutcome(config.name, None, {}, str(error), time.perf_counter() - start)
-        built = Path(folder) / config.name
+        built = folder / config.name
         files = {
             path.relative_to(built).as_posix(): path.read_bytes()
             for path in sorted(built.rglob("*"))
             if path.is_file()
         }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        _building = None
     return VariantOutcome(config.name, info, files, None, time.perf_counter() - start)
+
+
+# The temporary folder a local worker is building in, removed if the worker is stopped.
+_building: Path | None = None
 
 
 class _SilentStage:
@@ -243,7 +253,9 @@ def publish_variant(variant: Variant, outcome: VariantOutcome) -> None:
         raise
 
 
-def run_local(configs: list[Config], jobs: int, debug: bool) -> Iterable[VariantOutcome]:
+def run_local(
+    configs: list[Config], jobs: int, debug: bool
+) -> Generator[VariantOutcome, None, None]:
     """Build on a pool of `jobs` worker processes, yielding each outcome as it finishes.
 
     Workers are spawned (not forked) and each imports TensorFlow once, up front. When the
@@ -258,8 +270,11 @@ def run_local(configs: list[Config], jobs: int, debug: bool) -> Iterable[Variant
         for future in as_completed(futures):
             yield future.result()
     except BaseException:
-        for process in list(pool._processes.values()):
-            process.terminate()
+        workers = list(pool._processes.values())
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.join()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
@@ -274,12 +289,16 @@ def _start_worker(debug: bool) -> None:
 
 
 def _stop(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwinds the build: its temporary folder is removed
+    """Exit at once, removing the build in progress: an exception would be taken for the task's
+    result by the pool, and the worker would wait for the next task."""
+    if _building is not None:
+        shutil.rmtree(_building, ignore_errors=True)
+    os._exit(128 + signum)
 
 
 def run_sweep(
     variants: list[Variant],
-    outcomes: Callable[[list[Config]], Iterable[VariantOutcome]],
+    outcomes: Callable[[list[Config]], Generator[VariantOutcome, None, None]],
     report: Callable[[Variant, VariantOutcome | None, dict | None], None],
 ) -> dict[str, tuple[VariantOutcome | None, dict | None]]:
     """Build every incomplete variant through `outcomes` (a backend), publish each success as
@@ -299,10 +318,12 @@ def run_sweep(
             report(variant, None, info)
     by_name = {variant.name: variant for variant in pending}
     if pending:
-        for outcome in outcomes([variant.config for variant in pending]):
-            variant = by_name[outcome.name]
-            if outcome.error is None:
-                publish_variant(variant, outcome)
-            results[variant.name] = (outcome, outcome.info)
-            report(variant, outcome, outcome.info)
+        # Closed explicitly: stopped between two outcomes, the backend still stops its workers.
+        with contextlib.closing(outcomes([variant.config for variant in pending])) as finished:
+            for outcome in finished:
+                variant = by_name[outcome.name]
+                if outcome.error is None:
+                    publish_variant(variant, outcome)
+                results[variant.name] = (outcome, outcome.info)
+                report(variant, outcome, outcome.info)
     return results
