@@ -27,6 +27,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from generator import sweep_report
 from generator.report import LAYER_ERROR_WARNING_STEPS, RUNTIME_TITLES
 
 if TYPE_CHECKING:
@@ -80,12 +81,22 @@ def _svg(figure: Figure, key: str) -> str:
 
 @matplotlib.rc_context(_STYLE)
 def fit_chart(boards: dict) -> str:
-    """Per board, SRAM and flash needed as a share of the budget, labelled with the bytes."""
-    rows = [
-        (f"{name} {resource}", board[f"{key}_needed_bytes"], board[f"{key}_budget_bytes"])
-        for name, board in boards.items()
-        for resource, key in (("SRAM", "sram"), ("flash", "flash"))
-    ]
+    """Per board and placement, SRAM and flash needed as a share of the budget, labelled with
+    the bytes; the recommended placement starred. (A report written before placements existed
+    has one per board.)"""
+    rows = []
+    for name, board in boards.items():
+        for placement in board.get("placements", [board]):
+            mode = placement.get("memory_mode", "")
+            star = " ★" if mode and mode == board.get("recommended") else ""
+            for resource, key in (("SRAM", "sram"), ("flash", "flash")):
+                rows.append(
+                    (
+                        f"{name} {mode}{star} {resource}".replace("  ", " "),
+                        placement[f"{key}_needed_bytes"],
+                        placement[f"{key}_budget_bytes"],
+                    )
+                )
     figure = Figure(figsize=(_WIDTH, 0.45 * len(rows) + 0.7))
     axes = figure.add_subplot()
     positions = range(len(rows))
@@ -108,7 +119,7 @@ def fit_chart(boards: dict) -> str:
     axes.invert_yaxis()
     axes.set_xlim(0, max(1.0, *shares) * 1.02)
     axes.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
-    axes.set_xlabel("share of the board's budget (grey: the whole budget)")
+    axes.set_xlabel("share of the board's budget (grey: the whole budget; ★ recommended placement)")
     return _svg(figure, "fit")
 
 
@@ -482,3 +493,43 @@ def _row_labels(layers: list[dict]) -> list[str]:
         else layer["layer"]
         for layer in layers
     ]
+
+
+@matplotlib.rc_context(_STYLE)
+def pareto_chart(rows: list[dict]) -> str:
+    """A sweep's variants: the slowest target's latency across, mean accuracy up when measured
+    (else the largest SRAM need up), the largest SRAM need as the marker's area; filled when the
+    variant fits every board, hollow when it does not; the Pareto front ringed and named. The
+    figures are `sweep_report`'s, the ones it ranks by."""
+    measured = any(row["accuracy"] for row in rows)
+    figure = Figure(figsize=(_WIDTH, 5.2), layout="constrained")
+    axes = figure.add_subplot()
+    latency = [sweep_report.slowest_ms(row) for row in rows]
+    sram = [sweep_report.largest_sram_kib(row) for row in rows]
+    height = [sweep_report.mean_accuracy(row) for row in rows] if measured else sram
+    largest = max(sram) or 1.0
+    for row, x, y, kib in zip(rows, latency, height, sram, strict=True):
+        fits = sweep_report.fits_everywhere(row)
+        axes.scatter(
+            x,
+            y,
+            s=40 + 400 * kib / largest,
+            facecolors=_FITS if fits else "none",
+            edgecolors=_FITS if fits else _MISFITS,
+            alpha=0.7,
+            linewidths=1.5,
+        )
+        if row["pareto"]:
+            axes.scatter(x, y, s=60 + 400 * kib / largest, facecolors="none", edgecolors="black")
+            axes.annotate(row["name"], (x, y), xytext=(6, 6), textcoords="offset points")
+    axes.set_xlabel("slowest target's latency, ms (Vela estimate, fastest fitting placement)")
+    if measured:
+        axes.set_ylabel("mean top-1 accuracy over the heads (TFLite Micro)")
+        axes.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    else:
+        axes.set_ylabel("largest SRAM need, KiB (untrained: no accuracy)")
+    axes.set_title(
+        "Variants: area = SRAM; filled = fits every board, hollow red = does not; "
+        "ringed and named = Pareto front"
+    )
+    return _svg(figure, "pareto")

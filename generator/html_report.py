@@ -5,7 +5,7 @@ Rendered from the same dictionary as the JSON and the Markdown, by a Jinja2 temp
 and refers to nothing outside itself (no CDN, no font, no image file), so it opens offline and
 can be mailed as one file. A page of another kind is a template of its own beside `build.html`
 and a function like `render_html` that gives it its figures: `render_compare_html` renders a
-comparison of quantization modes (`compare.html`).
+comparison of quantization modes (`compare.html`), `render_sweep_html` a sweep (`sweep.html`).
 """
 
 from __future__ import annotations
@@ -94,6 +94,21 @@ def render_compare_html(info: dict) -> str:
         score=score,
         titles=compare_report.target_titles(info),
         figure=_markup(chart),
+    )
+
+
+def render_sweep_html(info: dict) -> str:
+    """The sweep's page, from `sweep.json`'s dictionary (schema_version 1): the ranked table
+    and the Pareto plot, whose axes are `sweep_report`'s ranking figures."""
+    ok = [row for row in info["variants"] if row["status"] == "ok"]
+    return _ENVIRONMENT.get_template("sweep.html").render(
+        info=info,
+        ok=ok,
+        failed=[row for row in info["variants"] if row["status"] != "ok"],
+        targets=list(dict.fromkeys(key for row in ok for key in row["targets"])),
+        heads=list(dict.fromkeys(h for row in ok for h in (row["accuracy"] or row["fidelity"]))),
+        measured=any(row["accuracy"] for row in ok),
+        figure=_markup(charts.pareto_chart(ok) if ok else None),
     )
 
 

@@ -125,6 +125,8 @@ def judge_placements(
     for result in results:
         sram, other = memory_needed(result)
         fit = fit_on_board(result.target.board, sram, other, alpha, input_shape, result.memory_mode)
+        if placements:  # shrinking the model is advice for the board's own placement only
+            fit = replace(fit, hint="")
         placements.append(Placement(result, fit))
     return BoardPlacements(tuple(placements))
 

@@ -1,4 +1,5 @@
-"""Sweep report: `sweep.json`, `sweep.csv` and `sweep.md` in `<output.dir>/<name>_sweep/`.
+"""Sweep report: `sweep.json`, `sweep.csv`, `sweep.md` and `sweep.html` in
+`<output.dir>/<name>_sweep/`.
 
 Every figure is copied from a variant's own `<variant>_quantization_info.json`, which the build
 read back from its artifacts; nothing is recomputed here. Per board target the figures are
@@ -21,6 +22,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from generator.quiet import muted
 
 SCHEMA_VERSION = 1
 
@@ -88,24 +91,34 @@ def sweep_info(name: str, grid: dict[str, list[Any]], rows: list[dict]) -> dict:
     return {"schema_version": SCHEMA_VERSION, "name": name, "grid": grid, "variants": ranked}
 
 
-def _fits_everywhere(row: dict) -> bool:
+def fits_everywhere(row: dict) -> bool:
+    """Whether the variant fits every board target (a target without a board has no budget)."""
     return all(target["fits"] is not False for target in row["targets"].values())
+
+
+def mean_accuracy(row: dict) -> float | None:
+    """Mean top-1 accuracy over the heads, None when the config does not evaluate."""
+    accuracy = row["accuracy"]
+    return sum(accuracy.values()) / len(accuracy) if accuracy else None
+
+
+def slowest_ms(row: dict) -> float:
+    """The slowest target's Vela latency, in ms."""
+    return max((t["inference_time_ms"] for t in row["targets"].values()), default=0.0)
+
+
+def largest_sram_kib(row: dict) -> float:
+    """The most SRAM any target's chosen placement needs, in KiB."""
+    return max((t["sram_kib"] for t in row["targets"].values()), default=0.0)
 
 
 def _objectives(row: dict) -> tuple[float, float, float]:
     """(negated mean accuracy or 0, slowest latency, largest SRAM): smaller is better."""
-    accuracy = row["accuracy"]
-    mean = sum(accuracy.values()) / len(accuracy) if accuracy else 0.0
-    targets = row["targets"].values()
-    return (
-        -mean,
-        max((t["inference_time_ms"] for t in targets), default=0.0),
-        max((t["sram_kib"] for t in targets), default=0.0),
-    )
+    return (-(mean_accuracy(row) or 0.0), slowest_ms(row), largest_sram_kib(row))
 
 
 def _rank(row: dict) -> tuple:
-    return (not _fits_everywhere(row), *_objectives(row))
+    return (not fits_everywhere(row), *_objectives(row))
 
 
 def _dominates(a: dict, b: dict) -> bool:
@@ -114,11 +127,16 @@ def _dominates(a: dict, b: dict) -> bool:
 
 
 def write_sweep_report(info: dict, folder: Path) -> list[Path]:
-    """Write sweep.json, sweep.csv and sweep.md into `folder`, each whole or not at all."""
+    """Write sweep.json, sweep.csv, sweep.md and sweep.html into `folder`, each whole or not at
+    all. (The page's renderer imports TensorFlow through the build report's constants: the
+    driver pays that import once, at the end.)"""
+    with muted():
+        from generator.html_report import render_sweep_html
     texts = {
         folder / "sweep.json": json.dumps(info, indent=2) + "\n",
         folder / "sweep.csv": render_csv(info),
         folder / "sweep.md": render_markdown(info),
+        folder / "sweep.html": render_sweep_html(info),
     }
     for path, text in texts.items():
         partial = path.with_name(path.name + ".partial")

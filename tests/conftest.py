@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO / "representative_data" / "photos"
+CHROMIUM = shutil.which("chromium")
 
 
 def small_config(tmp_path: Path, **sections) -> dict:
@@ -189,3 +192,36 @@ def comparison(digits_model_weights, tmp_path_factory):
     assert main(["compare", str(write_config(tmp_path, config)), "--modes", modes]) == 0
     folder = tmp_path / "out" / "small"
     return folder, json.loads((folder / "small_compare.json").read_text()), data
+
+
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Debian's chromium is not installed (.ci/run installs it with apt-get; Playwright "
+    "downloads no browser of its own here)",
+)
+
+
+def open_in_chromium(page_path, screenshot) -> tuple[str, int]:
+    """Open the page offline in headless Chromium: its text (white space made one space) and
+    its number of SVG figures, after checking that it logged no error and requested nothing
+    but itself; a full-page screenshot goes to `screenshot`."""
+    from playwright.sync_api import sync_playwright
+
+    errors, requests = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            context = browser.new_context(offline=True, viewport={"width": 1100, "height": 900})
+            page = context.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(page_path.as_uri(), wait_until="load")
+            text = re.sub(r"\s+", " ", page.inner_text("body"))
+            svgs = page.locator("svg").count()
+            page.screenshot(path=screenshot, full_page=True)
+        finally:
+            browser.close()
+    assert errors == []
+    assert requests == [page_path.as_uri()]  # the page itself, nothing else
+    return text, svgs

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from html.parser import HTMLParser
 
-import pytest
+from conftest import needs_chromium, open_in_chromium
 from PIL import Image
 
 from generator.compare_report import mode_figures, target_titles
 from generator.html_report import render_compare_html, render_html
-
-CHROMIUM = shutil.which("chromium")
 
 
 def _info(folder) -> dict:
@@ -57,6 +54,7 @@ def _key_figures(info: dict) -> list[str]:
         *(f"{head['quantized_top1']:.2%}" for head in heads),
         *(f"{head['float_top1']:.2%}" for head in heads),
         *(board["verdict"] for board in info["boards"].values()),
+        *(board["recommendation"] for board in info["boards"].values()),
         f"{worst['layer']} {worst['operator']} {worst['rmse_steps']:.2f}",  # its table row
     ]
 
@@ -135,44 +133,11 @@ def test_rendering_is_repeatable_and_sections_without_data_are_left_out(demo_siz
     assert info["model"]["sha256"] in bare.text
 
 
-_NEEDS_CHROMIUM = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="Debian's chromium is not installed (.ci/run installs it with apt-get; Playwright "
-    "downloads no browser of its own here)",
-)
-
-
-def _open_in_chromium(page_path, screenshot) -> tuple[str, int]:
-    """Open the page offline in headless Chromium: its text (white space made one space) and
-    its number of SVG figures, after checking that it logged no error and requested nothing
-    but itself; a full-page screenshot goes to `screenshot`."""
-    from playwright.sync_api import sync_playwright
-
-    errors, requests = [], []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            context = browser.new_context(offline=True, viewport={"width": 1100, "height": 900})
-            page = context.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("request", lambda request: requests.append(request.url))
-            page.goto(page_path.as_uri(), wait_until="load")
-            text = re.sub(r"\s+", " ", page.inner_text("body"))
-            svgs = page.locator("svg").count()
-            page.screenshot(path=screenshot, full_page=True)
-        finally:
-            browser.close()
-    assert errors == []
-    assert requests == [page_path.as_uri()]  # the page itself, nothing else
-    return text, svgs
-
-
-@_NEEDS_CHROMIUM
+@needs_chromium
 def test_report_opens_offline_in_chromium_without_errors(demo_sized_build, tmp_path):
     info = _info(demo_sized_build)
     screenshot = tmp_path / "report.png"
-    text, svgs = _open_in_chromium(demo_sized_build / "default_report.html", screenshot)
+    text, svgs = open_in_chromium(demo_sized_build / "default_report.html", screenshot)
     for fact in _key_figures(info):
         assert fact in text, fact
     assert svgs == 11
@@ -223,11 +188,11 @@ def test_compare_page_is_drawn_from_the_json_as_the_markdown(comparison):
     assert "<script" not in page and "<link" not in page
 
 
-@_NEEDS_CHROMIUM
+@needs_chromium
 def test_compare_page_opens_offline_in_chromium_without_errors(comparison, tmp_path):
     folder, info, _ = comparison
     screenshot = tmp_path / "compare.png"
-    text, svgs = _open_in_chromium(folder / "small_compare.html", screenshot)
+    text, svgs = open_in_chromium(folder / "small_compare.html", screenshot)
     for fact in _compare_key_figures(info):
         assert fact in text, fact
     assert svgs == 1

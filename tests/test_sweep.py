@@ -11,7 +11,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, digits_config, small_config, write_config, write_digits
+from conftest import (
+    REPO,
+    digits_config,
+    needs_chromium,
+    open_in_chromium,
+    small_config,
+    write_config,
+    write_digits,
+)
 
 from generator.sweep import parse_grid, variant_name
 
@@ -80,6 +88,9 @@ def test_every_variant_is_a_build_and_failures_are_recorded(sweep):
     lines = [line for line in run.stderr.splitlines() if line.startswith("[")]
     assert [line.split("]")[0] for line in lines] == ["[1/4", "[2/4", "[3/4", "[4/4"]
     assert all("s left)" in line for line in lines[:-1])
+    # quiet: the header, the progress lines and the closing line, no engine logs
+    others = [line for line in run.stderr.splitlines() if line not in lines]
+    assert len(others) == 2 and others[0].startswith("generator ") and others[1].startswith("done")
 
 
 def test_figures_are_read_from_each_variant(sweep):
@@ -168,6 +179,7 @@ def test_a_stopped_sweep_keeps_what_it_built_and_leaves_no_debris(tmp_path):
     rest = sweep.stderr.read()
     assert sweep.wait(timeout=60) == 130, rest
     assert "interrupted: the variants built so far are kept" in rest
+    assert "Traceback" not in rest and "warn" not in rest.lower()
     out = tmp_path / "out" / "small_sweep"
     name = first.split("]")[1].split(":")[0].strip()
     built = [] if ": failed: " in first else [name]
@@ -254,3 +266,19 @@ def test_grid_values_are_yaml_split_outside_brackets():
     }
     assert variant_name(settings) == "mobilenet_v2-a0_35-96x96x1"
     assert variant_name({"quantization.per_channel": False}) == "per_channel_False"
+
+
+@needs_chromium
+def test_the_sweep_page_opens_offline_and_shows_every_variant(sweep, tmp_path):
+    _, out, info, _ = sweep
+    text, svgs = open_in_chromium(out / "sweep.html", tmp_path / "sweep.png")
+    assert svgs == 1  # the Pareto plot
+    for row in info["variants"]:
+        assert row["name"] in text
+        if row["status"] == "ok":
+            target = row["targets"]["corstone_300"]
+            assert (
+                f"{target['inference_time_ms']:.3f} ms, SRAM {target['sram_kib']:.1f} KiB" in text
+            )
+        else:
+            assert row["error"] in text
