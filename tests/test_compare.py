@@ -220,6 +220,35 @@ def test_a_mode_that_cannot_be_made_is_recorded_and_the_others_go_on(tmp_path, c
     assert "<th>agreement</th>" in page and "<th>accuracy</th>" not in page
 
 
+def test_mixed_keeps_its_layers_float_and_vela_says_what_that_costs(tmp_path):
+    """`mixed` is full_integer with quantization.keep_float's layers float: those run on the
+    CPU, so the NPU recommendation passes it over."""
+    config = small_config(
+        tmp_path,
+        quantization={"keep_float": ["conv_pw_13"]},
+        vela={"targets": [{"board": "corstone_300"}]},
+        output={"dir": str(tmp_path / "out"), "require_fit": False},
+    )
+    assert main(["compare", str(write_config(tmp_path, config)), "--modes", "mixed"]) == 0
+    folder = tmp_path / "out/small"
+    info = json.loads((folder / "small_compare.json").read_text())
+    (mixed,) = (row for row in info["modes"] if row["mode"] == "mixed")
+    tflite = read_tflite((folder / mixed["tflite"]).read_bytes())
+    kept = [(name, tensor) for name, tensor in tflite.float_operators() if "conv_pw_13" in tensor]
+    assert kept, tflite.float_operators()  # the kept layer's operator is float in the file
+    assert mixed["dtypes"]["float32"] == tflite.dtype_counts()["float32"] > 0
+    vela = mixed["vela"]["corstone_300"]
+    assert vela["cpu_operators"] > 0 and any(
+        "CONV" in n.upper() for n in vela["cpu_operator_names"]
+    )
+    (summary,) = (folder / "compare/mixed/vela/corstone_300").glob("*_per-layer.csv")
+    with summary.open() as handle:
+        rows = [{k.strip(): v.strip() for k, v in row.items()} for row in csv.DictReader(handle)]
+    targets = [row["Target"] for row in rows]
+    assert targets.count("CPU") == vela["cpu_operators"]
+    assert info["recommendations"]["corstone_300"]["mode"] != "mixed"
+
+
 @pytest.mark.parametrize(
     ("arguments", "sections", "fragment"),
     [
