@@ -125,9 +125,16 @@ def _parser() -> argparse.ArgumentParser:
                 "default: start a local Ray instance",
             )
     report = commands.add_parser(
-        "report", help="render an existing build's Markdown and HTML report again from its JSON"
+        "report",
+        help="render an existing build's (comparison's, sweep's) Markdown and HTML again from its "
+        "JSON",
     )
-    report.add_argument("folder", type=Path, help="a build's output folder, <output.dir>/<name>")
+    report.add_argument(
+        "folder",
+        type=Path,
+        help="a build's output folder, <output.dir>/<name>, or a sweep's, "
+        "<output.dir>/<name>_sweep",
+    )
     report.add_argument("--debug", action="store_true", help="tracebacks")
     export = commands.add_parser(
         "export-digits", help="write scikit-learn's digits as a labelled set with three heads"

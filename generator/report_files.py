@@ -1,8 +1,9 @@
 """The report's files beside a build: `<name>_quantization_info.json`, `<name>_report.md` and
 `<name>_report.html`, and a comparison's `<name>_compare.json`, `.md` and `.html`. A build (or a
 comparison) writes its three; `python -m generator report FOLDER` renders the Markdown and HTML
-of both again from their JSON alone, so an older run can be read with a newer generator (and its
-newer pages) without running it again.
+of both again from their JSON alone (and in a sweep's folder its CSV, Markdown and HTML from
+`sweep.json`), so an older run can be read with a newer generator (and its newer pages) without
+running it again.
 
 Every file is written under a temporary name in the same folder and renamed into place once all
 are written, so a reader never sees half a file and a failed re-render leaves the previous
@@ -16,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator import compare_report
+from generator import compare_report, sweep_report
 from generator.config import display_path
 from generator.errors import UserError
-from generator.html_report import render_compare_html, render_html
+from generator.html_report import render_compare_html, render_html, render_sweep_html
 from generator.report import SCHEMA_VERSION, render_markdown
 
 _JSON_SUFFIX = "_quantization_info.json"
@@ -72,7 +73,22 @@ def write_compare_report(info: dict, folder: Path, name: str) -> list[Path]:
 
 def rerender(folder: Path) -> list[Path]:
     """Render the Markdown and HTML of the build in `folder`, and of the comparison beside it,
-    from their JSON; return their paths. Everything is rendered before anything is written."""
+    from their JSON (or a sweep's CSV, Markdown and HTML from its `sweep.json`); return their
+    paths. Everything is rendered before anything is written."""
+    sweep = folder / "sweep.json"
+    if sweep.is_file():
+        texts = _render(
+            sweep,
+            sweep_report.SCHEMA_VERSION,
+            "sweep again with 'python -m generator sweep'",
+            {
+                folder / "sweep.csv": sweep_report.render_csv,
+                folder / "sweep.md": sweep_report.render_markdown,
+                folder / "sweep.html": render_sweep_html,
+            },
+        )
+        _write_or_refuse(texts, folder)
+        return list(texts)
     build, comparison = _names(folder)
     texts = {}
     if build is not None:
@@ -91,6 +107,11 @@ def rerender(folder: Path) -> list[Path]:
             "compare again with 'python -m generator compare'",
             {markdown: compare_report.render_compare_markdown, html: render_compare_html},
         )
+    _write_or_refuse(texts, folder)
+    return list(texts)
+
+
+def _write_or_refuse(texts: dict[Path, str], folder: Path) -> None:
     try:
         _write_atomically(texts)
     except OSError as error:
@@ -98,7 +119,6 @@ def rerender(folder: Path) -> list[Path]:
             f"report: cannot write in {display_path(folder)} ({error.strerror}): "
             "make the folder writable"
         ) from None
-    return list(texts)
 
 
 def _render(

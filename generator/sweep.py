@@ -146,7 +146,7 @@ def plan_variants(
             except UserError as error:
                 raise UserError(f"--grid {key}: {_after_set(error)}") from None
         mapping["name"] = name
-        mapping.setdefault("output", {})["dir"] = str(sweep_dir)
+        mapping["output"] = {**(mapping.get("output") or {}), "dir": str(sweep_dir)}
         try:
             config = config_from_raw(mapping, path)
         except UserError as error:

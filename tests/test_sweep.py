@@ -282,3 +282,12 @@ def test_the_sweep_page_opens_offline_and_shows_every_variant(sweep, tmp_path):
             )
         else:
             assert row["error"] in text
+
+
+def test_report_renders_a_sweep_again_from_its_json(sweep):
+    out = sweep[1]
+    pages = {name: (out / name).read_text() for name in ("sweep.csv", "sweep.md", "sweep.html")}
+    (out / "sweep.md").unlink()
+    run = run_cli("report", str(out))
+    assert run.returncode == 0, run.stderr
+    assert {name: (out / name).read_text() for name in pages} == pages  # the same, from the JSON
