@@ -236,7 +236,7 @@ def _compare(config: Config, modes: str | None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from generator.sweep import parse_grid, plan_variants, run_local, run_sweep
+    from generator.sweep import exit_now, parse_grid, plan_variants, run_local, run_sweep
     from generator.sweep_report import sweep_info, variant_row, write_sweep_report
 
     if args.ray_address and args.backend != "ray":
@@ -275,7 +275,7 @@ def _sweep(args: argparse.Namespace) -> int:
             "build the rest",
             file=sys.stderr,
         )
-        return 130
+        exit_now(130)
     rows = [
         variant_row(
             v.name,

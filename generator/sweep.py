@@ -29,13 +29,14 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -260,12 +261,18 @@ def run_local(
 
     Workers are spawned (not forked) and each imports TensorFlow once, up front. When the
     sweep is stopped, the workers are stopped too (Python 3.11's pool has no public way to:
-    its `_processes`), and each removes its temporary folder on the way out."""
+    its `_processes`), and each removes its temporary folder on the way out. A worker stopped
+    while sending its result leaves the pool's manager thread waiting for the rest, and Python
+    joins that thread at exit: the CLI then ends the process with `os._exit`
+    (`exit_now`)."""
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_start_worker, initargs=(debug,)
-    )
-    futures = [pool.submit(build_variant, config, debug) for config in configs]
+    # The workers and multiprocessing's resource tracker inherit the descriptors they start
+    # with: muted, so that nothing they print reaches the user (unless --debug).
+    with muted():
+        pool = ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_start_worker, initargs=(debug,)
+        )
+        futures = [pool.submit(build_variant, config, debug) for config in configs]
     try:
         for future in as_completed(futures):
             yield future.result()
@@ -278,6 +285,14 @@ def run_local(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a stopped sweep's process without joining the pool's threads (see `run_local`):
+    everything it wrote was published whole or removed already."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _start_worker(debug: bool) -> None:
