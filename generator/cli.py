@@ -364,9 +364,8 @@ def _run_pipeline(config: Config, verb: str, function: str) -> int:
 
 
 def _report(folder: Path) -> int:
-    # The report module imports TensorFlow (through the stages whose results it describes).
-    with muted():
-        from generator.report_files import rerender
+    from generator.report_files import rerender  # Jinja2 and Matplotlib, not TensorFlow
+
     written = rerender(folder)
     print("wrote:")
     for path in written:

@@ -17,10 +17,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from generator import __version__
-from generator.build import BuiltModel
 from generator.config import Config, output_stride
+
+if TYPE_CHECKING:  # an annotation: importing it would import TensorFlow
+    from generator.build import BuiltModel
 
 SCHEMA_VERSION = 1
 ACCURACY_MARGIN_POINTS = 0.5

@@ -11,16 +11,15 @@ import hashlib
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from generator import __version__
 from generator.boards import Fit, format_bytes
-from generator.build import BuiltModel
 from generator.calibrate import CalibrationSet
 from generator.config import Config, display_path, output_stride
 from generator.evaluate import HeadAccuracy
-from generator.layer_error import LayerError
 from generator.placement import (
     BoardPlacements,
     Placement,
@@ -28,10 +27,8 @@ from generator.placement import (
     describe,
     memory_needed,
 )
-from generator.qat import QatResult
 from generator.tflite_file import TfliteModel
 from generator.tflm import NPU_ARENA_MARGIN_BYTES
-from generator.train import TrainingResult
 from generator.vela import VelaResult
 from generator.verify import (
     GATING_RUNTIME,
@@ -41,6 +38,13 @@ from generator.verify import (
     RuntimeDifference,
     Verification,
 )
+
+if TYPE_CHECKING:  # annotations only: importing these would import TensorFlow, which the
+    # report's renderers (the `report` command, a sweep's driver) do not need
+    from generator.build import BuiltModel
+    from generator.layer_error import LayerError
+    from generator.qat import QatResult
+    from generator.train import TrainingResult
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from generator.quiet import muted
-
 SCHEMA_VERSION = 1
 
 
@@ -128,10 +126,9 @@ def _dominates(a: dict, b: dict) -> bool:
 
 def write_sweep_report(info: dict, folder: Path) -> list[Path]:
     """Write sweep.json, sweep.csv, sweep.md and sweep.html into `folder`, each whole or not at
-    all. (The page's renderer imports TensorFlow through the build report's constants: the
-    driver pays that import once, at the end.)"""
-    with muted():
-        from generator.html_report import render_sweep_html
+    all. (The page's renderer is imported here: its charts use this module's figures.)"""
+    from generator.html_report import render_sweep_html
+
     texts = {
         folder / "sweep.json": json.dumps(info, indent=2) + "\n",
         folder / "sweep.csv": render_csv(info),
