@@ -31,7 +31,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Generator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -74,7 +73,6 @@ class VariantOutcome:
     info: dict | None
     files: dict[str, bytes]  # path relative to the variant's folder -> content
     error: str | None
-    seconds: float
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -201,7 +199,6 @@ def build_variant(config: Config, debug: bool = False) -> VariantOutcome:
     """A worker's task: build one variant in a temporary folder and return its files."""
     global _building
     quiet_tensorflow(enabled=not debug)
-    start = time.perf_counter()
     with muted():
         from generator import pipeline
     folder = _building = Path(tempfile.mkdtemp(prefix="generator-sweep-"))
@@ -210,7 +207,7 @@ def build_variant(config: Config, debug: bool = False) -> VariantOutcome:
         try:
             info, _ = pipeline.run_build(config, _SilentStage())
         except (UserError, VerificationError) as error:
-            return VariantOutcome(config.name, None, {}, str(error), time.perf_counter() - start)
+            return VariantOutcome(config.name, None, {}, str(error))
         built = folder / config.name
         files = {
             path.relative_to(built).as_posix(): path.read_bytes()
@@ -220,7 +217,7 @@ def build_variant(config: Config, debug: bool = False) -> VariantOutcome:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         _building = None
-    return VariantOutcome(config.name, info, files, None, time.perf_counter() - start)
+    return VariantOutcome(config.name, info, files, None)
 
 
 # The temporary folder a local worker is building in, removed if the worker is stopped.

@@ -90,6 +90,15 @@ def digits_config(tmp_path, weights, data, holdout: int, **sections) -> dict:
     )
 
 
+def evaluated_digits_config(folder, weights, **sections) -> dict:
+    """The trained digits model's config, calibrated and evaluated on 60 held-out digits written
+    to `folder/digits`."""
+    data = folder / "digits"
+    write_digits(data, range(1500, 1560))
+    evaluation = {"data": str(data / "labels.csv")}
+    return digits_config(folder, weights, data, holdout=10, evaluation=evaluation, **sections)
+
+
 @pytest.fixture(scope="session")
 def digits_model_weights(tmp_path_factory) -> Path:
     """Weights of a MobileNetV1 α0.25 32×32×1 with heads digit (10) and parity (2), trained
@@ -179,13 +188,9 @@ def comparison(digits_model_weights, tmp_path_factory):
 
     tmp_path = tmp_path_factory.mktemp("compare")
     data = tmp_path / "digits"
-    write_digits(data, range(1500, 1560))
-    config = digits_config(
+    config = evaluated_digits_config(
         tmp_path,
         digits_model_weights,
-        data,
-        holdout=10,
-        evaluation={"data": str(data / "labels.csv")},
         vela={"targets": [{"accelerator": "ethos-u55-128"}, {"accelerator": "ethos-u85-256"}]},
     )
     modes = "full_integer,int16x8,dynamic_range,float16,float32"

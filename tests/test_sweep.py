@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import (
     REPO,
-    digits_config,
+    evaluated_digits_config,
     needs_chromium,
     open_in_chromium,
     small_config,
     write_config,
-    write_digits,
 )
 
 from generator.sweep import parse_grid, variant_name
@@ -192,15 +191,8 @@ def test_a_stopped_sweep_keeps_what_it_built_and_leaves_no_debris(tmp_path):
 @pytest.fixture(scope="module")
 def trained_sweep_config(digits_model_weights, tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained")
-    data = folder / "digits"
-    write_digits(data, range(1500, 1560))
-    config = digits_config(
-        folder,
-        digits_model_weights,
-        data,
-        holdout=10,
-        evaluation={"data": str(data / "labels.csv")},
-        vela={"targets": [{"board": "corstone_300"}]},
+    config = evaluated_digits_config(
+        folder, digits_model_weights, vela={"targets": [{"board": "corstone_300"}]}
     )
     return write_config(folder, config), folder
 
