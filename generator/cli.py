@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                 "--modes",
                 metavar="MODE,...",
                 help="modes to compare, from full_integer, int16x8, dynamic_range, float16, "
-                "float32, qat (needs train:), mixed (needs quantization.keep_float); "
+                "float32, qat (needs train:), mixed (needs quantization.keep_float or "
+                "quantization.int16); "
                 "default: every mode the config can make",
             )
         if name == "sweep":

@@ -13,7 +13,8 @@ only), find its TFLite Micro arena (where TFLite Micro runs it), and score it on
   every operator on the CPU.
 - `qat` fine-tunes the trained float model (`train.qat`, or 3 epochs at 1e-4 when the config
   does not set it) and needs `train:`; `mixed` is `full_integer` with the config's
-  `quantization.keep_float` layers kept float.
+  `quantization.keep_float` layers kept float and its `quantization.int16` layers at 16-bit
+  activations.
 
 Each mode's outputs come from TFLite Micro where it runs the mode (what a Cortex-M computes),
 else from LiteRT's built-in kernels; the row names the runtime. Agreement and SQNR are against
@@ -132,6 +133,7 @@ def _compare_into(folder: Path, config: Config, modes: tuple[str, ...], stage):
                 quantization,
                 mode="full_integer" if mode == "qat" else mode,
                 keep_float=(),
+                int16=(),
             )
         model = qat_model if mode == "qat" else built.model
         return convert_to_tflite(

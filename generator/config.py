@@ -17,6 +17,7 @@ from __future__ import annotations
 import configparser
 import difflib
 import importlib.resources
+import importlib.util
 import math
 import os
 import re
@@ -110,20 +111,22 @@ DEPLOYABLE_MODES = ("full_integer", "int16x8")
 HOST_MODES = ("dynamic_range", "float16", "float32")
 MODES = DEPLOYABLE_MODES + HOST_MODES
 # `compare` also makes `qat` (fine-tuned, then full_integer) and `mixed` (full_integer with the
-# layers quantization.keep_float names kept float).
+# layers quantization.keep_float names kept float and those quantization.int16 names at 16 bits).
 COMPARE_MODES = (*MODES, "qat", "mixed")
 
 
 @dataclass(frozen=True)
 class QuantizationConfig:
-    """`io_dtype` and `per_channel` apply to the integer modes; `keep_float` names Keras layers
-    or TFLite operator types (upper case, e.g. MEAN) that a `full_integer` model keeps in
-    float32 (generator/convert.py)."""
+    """`io_dtype` and `per_channel` apply to the integer modes; `keep_float` and `int16` name
+    Keras layers or TFLite operator types (upper case, e.g. MEAN) that a `full_integer` model
+    keeps in float32 or gives 16-bit activations (generator/convert.py,
+    generator/int16_layers.py)."""
 
     io_dtype: str
     per_channel: bool
     mode: str = "full_integer"
     keep_float: tuple[str, ...] = ()
+    int16: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -729,20 +732,30 @@ def _parse_quantization(raw: dict) -> QuantizationConfig:
             f"quantization.mode: {mode!r} is not a mode: "
             + (f"did you mean {hint!r}?" if hint else f"use one of {', '.join(MODES)}")
         )
-    if section.get("int16", list, default=[]):
-        raise UserError(
-            "quantization.int16: 16-bit activations for single layers are not supported yet "
-            "(the TensorFlow Lite converter makes int16 only for a whole model): use "
-            "quantization.mode: int16x8 for the whole model, or keep_float for those layers"
-        )
     keep_float = _layer_names(section, "keep_float")
-    if keep_float and mode != "full_integer":
+    int16 = _layer_names(section, "int16")
+    for key, names, what in (
+        ("keep_float", keep_float, "keeps layers float"),
+        ("int16", int16, "gives single layers 16-bit activations"),
+    ):
+        if names and mode != "full_integer":
+            raise UserError(
+                f"quantization.{key}: only a full_integer model {what}, and mode is {mode}: "
+                f"set quantization.mode: full_integer or remove {key}"
+            )
+    if int16 and importlib.util.find_spec("ai_edge_quantizer") is None:
         raise UserError(
-            f"quantization.keep_float: only a full_integer model keeps layers float, and mode "
-            f"is {mode}: set quantization.mode: full_integer or remove keep_float"
+            "quantization.int16: 16-bit layers need Google's ai-edge-quantizer: "
+            "pip install 'generator[int16]' (or remove quantization.int16)"
+        )
+    both = [name for name in int16 if name in keep_float]
+    if both:
+        raise UserError(
+            f"quantization.int16: {', '.join(both)} also in quantization.keep_float: name each "
+            "layer in one of them"
         )
     return QuantizationConfig(
-        io_dtype, section.get("per_channel", bool, default=True), mode, keep_float
+        io_dtype, section.get("per_channel", bool, default=True), mode, keep_float, int16
     )
 
 
@@ -1024,11 +1037,12 @@ def display_path(path: Path) -> str:
 
 
 def _default_compare_modes(config: Config) -> tuple[str, ...]:
-    """Every mode the config can make: `qat` needs training data, `mixed` kept layers."""
+    """Every mode the config can make: `qat` needs training data, `mixed` layers named in
+    quantization.keep_float or quantization.int16."""
     modes = [*MODES]
     if config.train is not None:
         modes.append("qat")
-    if config.quantization.keep_float:
+    if config.quantization.keep_float or config.quantization.int16:
         modes.append("mixed")
     return tuple(modes)
 
@@ -1050,9 +1064,10 @@ def compare_modes(text: str | None, config: Config) -> tuple[str, ...]:
             "--modes: qat fine-tunes the trained model on labelled images and the config has no "
             "train: section: add one or leave qat out"
         )
-    if "mixed" in modes and not config.quantization.keep_float:
+    if "mixed" in modes and not (config.quantization.keep_float or config.quantization.int16):
         raise UserError(
-            "--modes: mixed keeps the layers quantization.keep_float names float, and the "
-            "config names none: name some or leave mixed out"
+            "--modes: mixed keeps the layers quantization.keep_float names float and gives those "
+            "quantization.int16 names 16-bit activations, and the config names none: name some "
+            "or leave mixed out"
         )
     return modes

@@ -31,6 +31,7 @@ checked by reading it back.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from collections.abc import Callable, Iterator
@@ -43,9 +44,10 @@ from generator.build import INPUT_NAME, all_layers
 from generator.calibrate import pixels_to_float
 from generator.config import QuantizationConfig
 from generator.errors import UserError
+from generator.int16_layers import quantize_layers
 from generator.quiet import muted
 from generator.tflite_file import OPERATOR_NAMES as _OPERATOR_NAMES
-from generator.tflite_file import TfliteModel, read_tflite, with_outputs
+from generator.tflite_file import TfliteModel, read_tflite, with_outputs, with_uint8_io
 
 _OPS_SETS = {
     "full_integer": "TFLITE_BUILTINS_INT8",
@@ -69,6 +71,8 @@ def convert_to_tflite(
 ) -> bytes:
     """Quantize `model` (batch size 1, dict outputs) on `calibration_pixels` (uint8, N×H×W×C)
     as `quantization.mode` says; output i is `heads[i]`, named after it."""
+    if quantization.int16:
+        return _with_int16_layers(model, calibration_pixels, input_range, quantization, heads)
     converter, concrete, layer_names = make_converter(
         model, calibration_pixels, input_range, quantization, heads
     )
@@ -117,6 +121,68 @@ def convert_to_tflite(
     )
     _check_io(content, heads, input_range, io_dtype(quantization))
     return content
+
+
+def _with_int16_layers(
+    model,
+    calibration_pixels: np.ndarray,
+    input_range: tuple[float, float],
+    quantization: QuantizationConfig,
+    heads: list[str],
+) -> bytes:
+    """The full-integer model with the `quantization.int16` layers at 16-bit activations, made
+    by ai-edge-quantizer from this converter's float model (generator/int16_layers.py)."""
+    plain = dataclasses.replace(quantization, mode="float32", keep_float=(), int16=())
+    float_content = convert_to_tflite(model, calibration_pixels, input_range, plain, heads=heads)
+    float_model = read_tflite(float_content)
+    int16 = _denied(quantization.int16, float_model, model, heads, "quantization.int16")
+    kept = _denied(quantization.keep_float, float_model, model, heads, "quantization.keep_float")
+    samples = (
+        {INPUT_NAME: sample}
+        for (sample,) in float_samples(calibration_pixels, input_range, pin_range=True)
+    )
+    content = quantize_layers(
+        float_content, samples, int16=int16, keep_float=kept, per_channel=quantization.per_channel
+    )
+    if io_dtype(quantization) == "uint8":
+        content = with_uint8_io(content)
+    tflite = read_tflite(content)
+    _refuse_float_operators(
+        content, {layer.name for layer in all_layers(model)}, "full_integer", kept
+    )
+    _check_int16(tflite, int16, tensor_layers(float_model, model, heads))
+    # The quantizer keeps the float model's signature, which names each output after its head.
+    order = [tflite.output_position(head) for head in heads]
+    content = with_outputs(content, order, heads, INPUT_NAME, SIGNATURE_KEY)
+    _check_io(content, heads, input_range, io_dtype(quantization))
+    return content
+
+
+def _check_int16(
+    tflite: TfliteModel, int16: tuple[list[str], list[str]], layers: dict[str, str]
+) -> None:
+    """Check that the operators named have int16 outputs and every other computing operator
+    int8 ones (the QUANTIZE between them convert); ai-edge-quantizer leaves an operator it has
+    no 16-bit kernel for at 8 bits without a word."""
+    nodes, operators = int16
+    wide, narrow = [], []
+    for op in tflite.operators:
+        if op.name in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        name = tflite.tensors[op.outputs[0]].name
+        dtype = tflite.tensors[op.outputs[0]].dtype
+        chosen = name in nodes or op.name in operators
+        if chosen and dtype != "int16":
+            narrow.append(f"layer '{layers.get(name, name)}' ({op.name})")
+        elif not chosen and dtype == "int16":
+            wide.append(name)
+    if narrow:
+        raise UserError(
+            f"quantization.int16: ai-edge-quantizer has no 16-bit activations for "
+            f"{', '.join(dict.fromkeys(narrow))}: remove it from quantization.int16"
+        )
+    if wide:
+        raise RuntimeError(f"ai-edge-quantizer made {wide} int16 though they were not named")
 
 
 def make_converter(

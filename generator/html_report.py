@@ -17,8 +17,10 @@ from generator import charts, compare_report
 from generator.report import (
     LAYER_ERROR_WARNING_STEPS,
     LAYER_ERRORS_LISTED,
+    LAYER_ERRORS_WITH_INT16,
     RUNTIME_TITLES,
     folded_layers,
+    quantized_format,
 )
 
 _ENVIRONMENT = jinja2.Environment(
@@ -38,6 +40,8 @@ _ENVIRONMENT.globals |= {
     "runtime_titles": RUNTIME_TITLES,
     "layer_errors_listed": LAYER_ERRORS_LISTED,
     "layer_error_warning_steps": LAYER_ERROR_WARNING_STEPS,
+    "layer_errors_with_int16": LAYER_ERRORS_WITH_INT16,
+    "quantized_format": quantized_format,
 }
 
 

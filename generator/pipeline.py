@@ -112,7 +112,8 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         layers = tensor_layers(tflite, built.model if qat is None else qat.model, heads)
 
     errors = None
-    if config.quantization.mode == "full_integer":
+    # The debugger cannot build int16 layers (see report.LAYER_ERRORS_WITH_INT16).
+    if config.quantization.mode == "full_integer" and not config.quantization.int16:
         with stage("layers", f"per-layer quantization error on {len(calibration.held_out)} images"):
             errors = layer_errors(
                 built.model,

@@ -1,8 +1,9 @@
 """Keep TensorFlow's and Vela's log noise away from the user.
 
 TensorFlow logs from C++ (absl, MLIR) straight to file descriptor 2 and Keras's exporter prints
-to stdout, so silencing `logging` is not enough: `muted()` points descriptors 1 and 2 at
-/dev/null around a noisy call. The CLI skips it under `--debug`.
+to stdout, so silencing `logging` is not enough: `muted()` points descriptors 1 and 2, and
+`sys.stdout` and `sys.stderr`, at /dev/null around a noisy call. The CLI skips it under
+`--debug`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ def muted() -> Iterator[None]:
     try:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-        with warnings.catch_warnings():
+        # Python-level writers too, for when sys.stderr is not descriptor 2 (pytest's capture,
+        # a notebook): ai-edge-quantizer's tqdm progress bar writes to the object.
+        with (
+            open(os.devnull, "w") as sink,
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -79,6 +79,21 @@ LAYER_ERRORS_LISTED = 5
 # A layer whose own error is this many steps RMS (rounding alone gives 1/sqrt(12) = 0.29) is
 # warned about: something beyond rounding (weights int8 cannot hold, clipping) dominates it.
 LAYER_ERROR_WARNING_STEPS = 2.0
+LAYER_ERRORS_WITH_INT16 = (
+    "Not measured for this build: TensorFlow's quantization debugger builds its own int8 model "
+    "and cannot give layers 16-bit activations, so its figures would describe another model. "
+    "Build without `quantization.int16` to see the int8 per-layer error."
+)
+
+
+def quantized_format(quantization: dict) -> str:
+    """What the integer .tflite holds, for table rows: int8, int16x8, or int8 with int16
+    layers (the report's `quantization` section)."""
+    if quantization["mode"] == "int16x8":
+        return "int16x8"
+    return "int8 + int16 layers" if quantization.get("int16") else "int8"
+
+
 _COUNTED_DTYPES = ("uint8", "int8", "int16", "int32", "float32")
 
 
@@ -115,6 +130,7 @@ def quantization_info(
         "quantization": {
             "mode": config.quantization.mode,
             "keep_float": list(config.quantization.keep_float),
+            "int16": list(config.quantization.int16),
             "per_channel": config.quantization.per_channel,
         },
         "total_tensors": len(tflite.tensors),
@@ -636,7 +652,7 @@ def render_markdown(info: dict) -> str:
             f"{f['saturated']:.1%} |"
         )
     lines += _runtime_lines(info["runtimes"])
-    lines += _layer_error_lines(info.get("layer_errors"))
+    lines += _layer_error_lines(info.get("layer_errors"), info["quantization"])
     lines += _clipping_lines(info["clipping"])
     lines += _tflm_lines(info["tflm"])
     if info.get("training"):
@@ -644,7 +660,7 @@ def render_markdown(info: dict) -> str:
         if info["training"].get("qat"):
             lines += _qat_lines(info["training"]["qat"])
     if info.get("accuracy"):
-        lines += _accuracy_lines(info["accuracy"])
+        lines += _accuracy_lines(info["accuracy"], info["quantization"])
     return "\n".join(lines) + "\n"
 
 
@@ -679,9 +695,11 @@ def _runtime_lines(runtimes: dict) -> list[str]:
     return lines
 
 
-def _layer_error_lines(errors: dict | None) -> list[str]:
+def _layer_error_lines(errors: dict | None, quantization: dict) -> list[str]:
     if errors is None:
-        return []
+        if not quantization.get("int16"):
+            return []
+        return ["", "## Per-layer quantization error", "", LAYER_ERRORS_WITH_INT16]
     lines = [
         "",
         "## Per-layer quantization error",
@@ -690,7 +708,8 @@ def _layer_error_lines(errors: dict | None) -> list[str]:
         "by TensorFlow's quantization debugger: the float operator run on the same inputs "
         "against the integer one, as RMS in output quantization steps (rounding alone gives "
         "0.29), and the share of float values beyond the integer range. A layer far above the "
-        "rest is the one to name in `quantization.keep_float`. Worst layers (the JSON has all "
+        "rest is the one to name in `quantization.keep_float` (or, with the layers that consume "
+        "its output, in `quantization.int16`). Worst layers (the JSON has all "
         f"{len(errors['layers'])}):",
         "",
         "| layer | operator | RMS error (steps) | clipped |",
@@ -874,7 +893,7 @@ def _qat_lines(qat: dict) -> list[str]:
     ]
 
 
-def _accuracy_lines(accuracy: dict) -> list[str]:
+def _accuracy_lines(accuracy: dict, quantization: dict) -> list[str]:
     heads = accuracy["heads"]
     names = list(heads)
     qat = ", quantization-aware trained" if accuracy.get("quantization") == "qat" else ""
@@ -893,7 +912,8 @@ def _accuracy_lines(accuracy: dict) -> list[str]:
         f"| float32 Keras (.keras) | {accuracy['keras_bytes']:,} bytes | "
         + " | ".join(f"{heads[n]['float_top1']:.2%}" for n in names)
         + " |",
-        f"| int8 TFLite (.tflite{qat}), TFLite Micro | {accuracy['tflite_bytes']:,} bytes | "
+        f"| {quantized_format(quantization)} TFLite (.tflite{qat}), TFLite Micro | "
+        f"{accuracy['tflite_bytes']:,} bytes | "
         + " | ".join(f"{heads[n]['quantized_top1']:.2%}" for n in names)
         + " |",
         *(

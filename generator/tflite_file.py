@@ -1,5 +1,5 @@
-"""Read a .tflite flatbuffer back (tensors, operators, inputs, outputs, signature names), and
-put its outputs in a given order under given names.
+"""Read a .tflite flatbuffer back (tensors, operators, inputs, outputs, signature names), put
+its outputs in a given order under given names, and give an int8-I/O model uint8 I/O.
 
 Reports are built from what this reads out of the artifact, never from the config. It uses the
 flatbuffer schema module that `ai-edge-litert` ships, so it needs no interpreter and can read
@@ -8,6 +8,7 @@ Vela's output too (whose `ethos-u` custom operator no interpreter here can run).
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from dataclasses import dataclass
 
@@ -127,9 +128,68 @@ def with_outputs(
             subgraphIndex=0,
         )
     ]
+    return _pack(model, len(content))
+
+
+def with_uint8_io(content: bytes) -> bytes:
+    """`content`, whose input and outputs are int8, with uint8 ones: a QUANTIZE from uint8
+    before the input and one to uint8 after each output, as the TensorFlow Lite converter makes
+    uint8 I/O (Vela runs them on the NPU). Scales stay, zero points move up by 128, and the
+    signature names the new tensors."""
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    subgraph = model.subgraphs[0]
+    quantize = _operator_code(model, schema.BuiltinOperator.QUANTIZE)
+    renamed = {}
+
+    def uint8_twin(index: int, suffix: str) -> int:
+        tensor = copy.deepcopy(subgraph.tensors[index])
+        if tensor.type != schema.TensorType.INT8:
+            raise RuntimeError(f"I/O tensor {_text(tensor.name)!r} is not int8")
+        tensor.type = schema.TensorType.UINT8
+        tensor.name = _text(tensor.name) + suffix
+        tensor.quantization.zeroPoint = [int(tensor.quantization.zeroPoint[0]) + 128]
+        model.buffers.append(schema.BufferT())
+        tensor.buffer = len(model.buffers) - 1
+        subgraph.tensors.append(tensor)
+        renamed[index] = len(subgraph.tensors) - 1
+        return renamed[index]
+
+    def quantize_op(source: int, target: int) -> schema.OperatorT:
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = quantize, [source], [target]
+        return op
+
+    inputs = [int(index) for index in subgraph.inputs]
+    outputs = [int(index) for index in subgraph.outputs]
+    subgraph.operators = [
+        *(quantize_op(uint8_twin(index, "_uint8"), index) for index in inputs),
+        *subgraph.operators,
+        *(quantize_op(index, uint8_twin(index, "_uint8")) for index in outputs),
+    ]
+    subgraph.inputs = [renamed[index] for index in inputs]
+    subgraph.outputs = [renamed[index] for index in outputs]
+    for signature in model.signatureDefs or []:
+        for mapping in (*signature.inputs, *signature.outputs):
+            mapping.tensorIndex = renamed.get(mapping.tensorIndex, mapping.tensorIndex)
+    return _pack(model, len(content))
+
+
+def _operator_code(model: schema.ModelT, builtin: int) -> int:
+    """The index of `builtin`'s operator code in `model`, added (version 1) if missing."""
+    for index, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _pack(model: schema.ModelT, size_hint: int) -> bytes:
+    """The model packed with each weight buffer 16-byte aligned (see `with_outputs`)."""
     for buffer in model.buffers:
         buffer.__class__ = _AlignedBufferT
-    builder = flatbuffers.Builder(len(content) + 4096)
+    builder = flatbuffers.Builder(size_hint + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 

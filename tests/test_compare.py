@@ -323,7 +323,9 @@ def test_an_int16x8_build_runs_end_to_end(digits_model_weights, tmp_path):
     [
         ({"mode": "int4"}, "quantization.mode: 'int4' is not a mode"),
         ({"mode": "int16x8", "keep_float": ["conv1"]}, "only a full_integer model keeps"),
-        ({"int16": ["conv1"]}, "quantization.int16: 16-bit activations for single layers"),
+        ({"mode": "int16x8", "int16": ["conv1"]}, "only a full_integer model gives single"),
+        ({"int16": ["conv1"], "keep_float": ["conv1"]}, "conv1 also in quantization.keep_float"),
+        ({"int16": [3]}, "quantization.int16[0]"),
         ({"keep_float": [""]}, "quantization.keep_float[0]"),
     ],
 )
