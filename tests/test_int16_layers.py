@@ -215,3 +215,18 @@ def test_a_build_with_int16_layers_reports_them(tmp_path, capsys):
     markdown = (folder / "small_report.md").read_text()
     assert "Build without `quantization.int16` to see the int8 per-layer error." in markdown
     assert (folder / "small_model.h").exists()
+
+
+def test_compare_measures_the_mixed_model_with_int16_layers(tmp_path):
+    config = small_config(tmp_path, quantization={"int16": ["conv_pw_1", "conv_dw_2"]})
+    path = write_config(tmp_path, config)
+    assert main(["compare", str(path), "--modes", "full_integer,mixed"]) == 0
+    folder = tmp_path / "out" / "small"
+    info = json.loads((folder / "small_compare.json").read_text())
+    rows = {row["mode"]: row for row in info["modes"]}
+    mixed = read_tflite((folder / rows["mixed"]["tflite"]).read_bytes())
+    int16 = sum(t.dtype == "int16" for t in mixed.tensors)
+    assert rows["mixed"]["dtypes"]["int16"] == int16 >= 3
+    assert "int16" not in rows["full_integer"]["dtypes"]
+    assert rows["mixed"]["vela"]["ethos-u55-128"]["cpu_operators"] == 0
+    assert rows["mixed"]["tflm_arena_bytes"] > 0
