@@ -354,16 +354,23 @@ def parse_config(raw: dict, base: Path, source: Path) -> Config:
     output = _parse_output(top.get("output", dict, default={}), base)
     model = _parse_model(_Section(top.get("model", dict, default={}), "model", _MODEL_KEYS), base)
     train = top.get("train", dict, default=None)
+    train = None if train is None else _parse_train(train, model, base)
     evaluation = top.get("evaluation", dict, default=None)
+    quantization = _parse_quantization(top.get("quantization", dict, default={}))
+    if quantization.int16 and train is not None and train.qat is not None:
+        raise UserError(
+            "quantization.int16: quantization-aware training learns 8-bit ranges, which 16-bit "
+            "layers would not use: remove train.qat or quantization.int16"
+        )
     return Config(
         name=name,
         model=model,
         calibration=_parse_calibration(top.get("calibration", dict, default={}), base),
-        quantization=_parse_quantization(top.get("quantization", dict, default={})),
+        quantization=quantization,
         vela=_parse_vela(top.get("vela", dict, default={}), top.get("boards", dict, default={})),
         output=output,
         source=source,
-        train=None if train is None else _parse_train(train, model, base),
+        train=train,
         evaluation=None if evaluation is None else _parse_evaluation(evaluation, base),
     )
 

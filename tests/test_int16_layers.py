@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
-from conftest import digit_images, digits_model_config, small_config, write_config
+from conftest import REPO, digit_images, digits_model_config, small_config, write_config
 
 from generator.build import build_model
 from generator.cli import main
@@ -230,3 +230,17 @@ def test_compare_measures_the_mixed_model_with_int16_layers(tmp_path):
     assert "int16" not in rows["full_integer"]["dtypes"]
     assert rows["mixed"]["vela"]["ethos-u55-128"]["cpu_operators"] == 0
     assert rows["mixed"]["tflm_arena_bytes"] > 0
+
+
+def test_int16_layers_with_quantization_aware_training_are_refused(tmp_path, capsys):
+    digits = REPO / "representative_data" / "digits"
+    config = small_config(
+        tmp_path,
+        model={"input_shape": [32, 32, 1]},
+        train={"data": str(digits / "train.csv"), "qat": {"epochs": 1}},
+        quantization={"int16": ["conv_pw_5"]},
+    )
+    assert main(["validate", str(write_config(tmp_path, config))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "quantization.int16: quantization-aware training learns 8-bit ranges" in err
+    assert len(err.splitlines()) == 1
