@@ -8,8 +8,9 @@ The recommendation is worked out here, once, from the figures in the record, and
 per Ethos-U target, the mode whose compiled model needs the least memory on the board (Vela's
 SRAM plus flash or DRAM; ties go to the faster) among those that run entirely on the NPU and
 stay within `ACCURACY_MARGIN_POINTS` of the float model on every head (accuracy on
-the labelled images, else top-1 agreement with float32); for a host CPU, the fastest mode in
-LiteRT within the same margin.
+the labelled images, else top-1 agreement with float32); for a host CPU, among the modes within
+the same margin, the smallest .tflite of those whose LiteRT latency is within
+`HOST_LATENCY_TIE` of the fastest (timing noise must not decide between equal models).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ if TYPE_CHECKING:  # an annotation: importing it would import TensorFlow
 
 SCHEMA_VERSION = 1
 ACCURACY_MARGIN_POINTS = 0.5
+# Host latencies within this share of the fastest are a tie (a median of timed runs moves by a
+# few percent between runs): the smallest .tflite among them is recommended.
+HOST_LATENCY_TIE = 0.10
 
 
 def compare_info(
@@ -138,11 +142,18 @@ def recommend(info: dict) -> dict[str, dict]:
             "every head",
         }
     if within:
-        mode = min(within, key=lambda m: within[m]["host_latency_ms"])
+        fastest = min(row["host_latency_ms"] for row in within.values())
+        tied = [
+            m
+            for m, row in within.items()
+            if row["host_latency_ms"] <= fastest * (1 + HOST_LATENCY_TIE)
+        ]
+        mode = min(tied, key=lambda m: (within[m]["tflite_bytes"], within[m]["host_latency_ms"]))
         found["host"] = {
             "mode": mode,
-            "reason": f"the fastest in LiteRT's default interpreter "
-            f"({within[mode]['host_latency_ms']:.2f} ms) with {measure} within "
+            "reason": f"the smallest .tflite ({within[mode]['tflite_bytes']:,} bytes) among the "
+            f"fastest in LiteRT's default interpreter ({within[mode]['host_latency_ms']:.2f} ms, "
+            f"within {HOST_LATENCY_TIE:.0%} of the fastest) with {measure} within "
             f"{ACCURACY_MARGIN_POINTS} points of float on every head",
         }
     else:
