@@ -137,10 +137,12 @@ def _with_int16_layers(
     float_model = read_tflite(float_content)
     int16 = _denied(quantization.int16, float_model, model, heads, "quantization.int16")
     kept = _denied(quantization.keep_float, float_model, model, heads, "quantization.keep_float")
-    samples = (
-        {INPUT_NAME: sample}
-        for (sample,) in float_samples(calibration_pixels, input_range, pin_range=True)
-    )
+    samples = {
+        SIGNATURE_KEY: [
+            {INPUT_NAME: sample}
+            for (sample,) in float_samples(calibration_pixels, input_range, pin_range=True)
+        ]
+    }
     content = quantize_layers(
         float_content, samples, int16=int16, keep_float=kept, per_channel=quantization.per_channel
     )

@@ -25,26 +25,25 @@ ai-edge-quantizer pins ai-edge-litert to one release, so it is an optional extra
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 import numpy as np
 
 from generator.errors import UserError
 from generator.quiet import muted
 
-_SIGNATURE_KEY = "serving_default"
 _NEAR_ZERO = 1e-6
 
 
 def quantize_layers(
     float_content: bytes,
-    samples: Iterable[dict[str, np.ndarray]],
+    samples: dict[str, list[dict[str, np.ndarray]]],
     *,
     int16: tuple[list[str], list[str]],
     keep_float: tuple[list[str], list[str]],
     per_channel: bool,
 ) -> bytes:
-    """`float_content` quantized on `samples` (signature inputs by name), with int8 I/O.
+    """`float_content` quantized on `samples` (per signature key, each sample's inputs by
+    name), with int8 I/O.
 
     `int16` and `keep_float` are (output tensor names, operator types) of the operators given
     16-bit activations and left float; every other operator is int8.
@@ -74,9 +73,7 @@ def quantize_layers(
         calibration = calibrator.Calibrator(
             float_content, num_threads=1, qsv_update_func=qsv_utils.min_max_update
         )
-        calibration.calibrate(
-            {_SIGNATURE_KEY: list(samples)}, _recipe_manager(engine.get_quantization_recipe())
-        )
+        calibration.calibrate(samples, _recipe_manager(engine.get_quantization_recipe()))
         ranges = {name: _widened(qsv) for name, qsv in calibration.get_model_qsvs().items()}
         try:
             result = engine.quantize(ranges, enable_progress_report=False)
