@@ -753,7 +753,7 @@ def _parse_quantization(raw: dict) -> QuantizationConfig:
     if int16 and importlib.util.find_spec("ai_edge_quantizer") is None:
         raise UserError(
             "quantization.int16: 16-bit layers need Google's ai-edge-quantizer: "
-            "pip install 'generator[int16]' (or remove quantization.int16)"
+            "install the int16 extra, pip install -e '.[int16]' (or remove quantization.int16)"
         )
     both = [name for name in int16 if name in keep_float]
     if both:

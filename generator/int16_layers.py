@@ -19,7 +19,7 @@ I/O. The graph's operators, tensor names and signature are the float .tflite's, 
 the head order already.
 
 ai-edge-quantizer pins ai-edge-litert to one release, so it is an optional extra
-(`pip install 'generator[int16]'`); only a config that sets `quantization.int16` imports it.
+(`pip install -e '.[int16]'`); only a config that sets `quantization.int16` imports it.
 """
 
 from __future__ import annotations
