@@ -708,8 +708,7 @@ def _layer_error_lines(errors: dict | None, quantization: dict) -> list[str]:
         "by TensorFlow's quantization debugger: the float operator run on the same inputs "
         "against the integer one, as RMS in output quantization steps (rounding alone gives "
         "0.29), and the share of float values beyond the integer range. A layer far above the "
-        "rest is the one to name in `quantization.keep_float` (or, with the layers that consume "
-        "its output, in `quantization.int16`). Worst layers (the JSON has all "
+        "rest is the one to name in `quantization.keep_float`. Worst layers (the JSON has all "
         f"{len(errors['layers'])}):",
         "",
         "| layer | operator | RMS error (steps) | clipped |",
