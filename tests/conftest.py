@@ -134,6 +134,20 @@ def digits_model_config(weights: Path | None = None):
     return ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), heads, weights, 0)
 
 
+def digits_output_sqnr(model, content: bytes, pixels: np.ndarray) -> float:
+    """The lower of the two heads' SQNR of the digits model's .tflite in TFLite Micro against
+    the Keras `model`, on `pixels`."""
+    from generator.tflite_file import read_tflite
+    from generator.verify import dequantize, float_logits, integer_outputs, sqnr_db
+
+    tflite = read_tflite(content)
+    heads = digits_model_config().heads
+    raw = integer_outputs(content, tflite, pixels, heads, (0.0, 1.0))["tflite_micro"]
+    expected = float_logits(model, pixels, (0.0, 1.0))
+    actual = dequantize(raw, tflite)
+    return min(sqnr_db(expected[h.name], actual[h.name]) for h in heads)
+
+
 @pytest.fixture(scope="session")
 def small_tflite():
     """`small_tflite(backbone)`: a 32×32×3 two-head model of that backbone, quantized on the

@@ -6,14 +6,21 @@ import json
 
 import numpy as np
 import pytest
-from ai_edge_litert.interpreter import Interpreter
-from conftest import REPO, digit_images, digits_model_config, small_config, write_config
+from conftest import (
+    REPO,
+    digit_images,
+    digits_model_config,
+    digits_output_sqnr,
+    small_config,
+    write_config,
+)
 
 from generator.build import build_model
 from generator.cli import main
 from generator.config import Head, ModelConfig, QuantizationConfig, VelaTarget
 from generator.convert import convert_to_tflite, tensor_layers
 from generator.errors import UserError
+from generator.litert import run_tflite
 from generator.tflite_file import read_tflite
 from generator.vela import compile_for_target
 from generator.verify import dequantize, float_logits, integer_outputs, sqnr_db
@@ -65,7 +72,7 @@ def test_named_layers_are_int16_and_the_rest_int8(digits, tmp_path, io_dtype):
 
     # TFLite Micro and LiteRT's built-in kernels (the same reference arithmetic) agree, and
     # they track the float model. XNNPACK rounds its own way, by CPU: not compared here.
-    heads = tuple(Head(name, 10 if name == "digit" else 2, None) for name in HEADS)
+    heads = digits_model_config().heads
     raw = integer_outputs(content, tflite, held_out, heads, (0.0, 1.0))
     for head in HEADS:
         np.testing.assert_array_equal(raw["litert_builtin"][head], raw["tflite_micro"][head])
@@ -88,29 +95,19 @@ def test_named_layers_are_int16_and_the_rest_int8(digits, tmp_path, io_dtype):
 
 
 def test_uint8_io_is_the_int8_model_shifted_by_128(digits):
-    """The uint8 I/O generator adds computes exactly what the quantizer's int8 I/O does."""
+    """The uint8 I/O generator adds computes exactly what the quantizer's int8 I/O does (in
+    LiteRT's reference kernels, which every CPU runs alike)."""
     model, calibration, held_out = digits
-    runs = {}
+    outputs = {}
     for io_dtype, shift in (("uint8", 0), ("int8", 128)):
         quantization = QuantizationConfig(io_dtype, True, int16=RUN)
         content = convert_to_tflite(model, calibration, (0.0, 1.0), quantization, heads=HEADS)
-        interpreter = Interpreter(model_content=content)
-        interpreter.allocate_tensors()
-        outputs = []
-        for image in held_out[:10]:
-            pixels = (image[None].astype(np.int16) - shift).astype(io_dtype)
-            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pixels)
-            interpreter.invoke()
-            outputs.append(
-                [
-                    interpreter.get_tensor(d["index"]).astype(int) + shift
-                    for d in interpreter.get_output_details()
-                ]
-            )
-        runs[io_dtype] = outputs
-    for uint8, int8 in zip(runs["uint8"], runs["int8"], strict=True):
-        for a, b in zip(uint8, int8, strict=True):
-            np.testing.assert_array_equal(a, b)
+        pixels = (held_out[:10].astype(np.int16) - shift).astype(io_dtype)
+        outputs[io_dtype] = [
+            values.astype(int) + shift for values in run_tflite(content, pixels, "litert_builtin")
+        ]
+    for uint8, int8 in zip(outputs["uint8"], outputs["int8"], strict=True):
+        np.testing.assert_array_equal(uint8, int8)
 
 
 def _wide_range(weights):
@@ -133,15 +130,6 @@ def _wide_range(weights):
     return model
 
 
-def _sqnr(model, content, pixels) -> float:
-    tflite = read_tflite(content)
-    heads = tuple(Head(name, 10 if name == "digit" else 2, None) for name in HEADS)
-    raw = integer_outputs(content, tflite, pixels, heads, (0.0, 1.0))["tflite_micro"]
-    expected = float_logits(model, pixels, (0.0, 1.0))
-    actual = dequantize(raw, tflite)
-    return min(sqnr_db(expected[h], actual[h]) for h in HEADS)
-
-
 def test_a_run_of_int16_layers_repairs_a_wide_activation_range(digits_model_weights):
     model = _wide_range(digits_model_weights)
     pixels, _ = digit_images()
@@ -149,7 +137,7 @@ def test_a_run_of_int16_layers_repairs_a_wide_activation_range(digits_model_weig
 
     def sqnr(quantization):
         content = convert_to_tflite(model, calibration, (0.0, 1.0), quantization, heads=HEADS)
-        return _sqnr(model, content, held_out)
+        return digits_output_sqnr(model, content, held_out)
 
     plain = sqnr(PLAIN)
     run = sqnr(dataclasses.replace(PLAIN, int16=RUN))

@@ -5,15 +5,14 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import digit_images, digits_model_config
+from conftest import digit_images, digits_model_config, digits_output_sqnr
 
 from generator.build import build_model
-from generator.config import Head, QuantizationConfig
+from generator.config import QuantizationConfig
 from generator.convert import convert_to_tflite, tensor_layers
 from generator.errors import UserError
 from generator.layer_error import layer_errors
 from generator.tflite_file import read_tflite
-from generator.verify import dequantize, float_logits, integer_outputs, sqnr_db
 
 HEADS = ["digit", "parity"]
 PLAIN = QuantizationConfig("uint8", True)
@@ -37,15 +36,6 @@ def _sabotaged(weights):
     return model
 
 
-def _sqnr(model, content, pixels):
-    tflite = read_tflite(content)
-    heads = tuple(Head(name, 10 if name == "digit" else 2, None) for name in HEADS)
-    raw = integer_outputs(content, tflite, pixels, heads, (0.0, 1.0))["tflite_micro"]
-    expected = float_logits(model, pixels, (0.0, 1.0))
-    actual = dequantize(raw, tflite)
-    return min(sqnr_db(expected[h], actual[h]) for h in HEADS)
-
-
 def test_the_worst_layer_is_found_and_keeping_it_float_repairs_the_model(digits_model_weights):
     model = _sabotaged(digits_model_weights)
     pixels, _ = digit_images()
@@ -60,7 +50,9 @@ def test_the_worst_layer_is_found_and_keeping_it_float_repairs_the_model(digits_
     plain = convert_to_tflite(model, calibration, (0.0, 1.0), PLAIN, heads=HEADS)
     kept = dataclasses.replace(PLAIN, keep_float=("conv_pw_5",))
     mixed = convert_to_tflite(model, calibration, (0.0, 1.0), kept, heads=HEADS)
-    assert _sqnr(model, mixed, held_out) > _sqnr(model, plain, held_out) + 10
+    assert (
+        digits_output_sqnr(model, mixed, held_out) > digits_output_sqnr(model, plain, held_out) + 10
+    )
 
     # The kept layer really is float in the .tflite, and nothing else is.
     tflite = read_tflite(mixed)
