@@ -26,8 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from generator.boards import preset_boards  # noqa: E402
 from generator.cli import main as generator_main  # noqa: E402
+from generator.config.boards import preset_boards  # noqa: E402
 
 
 def main() -> None:

@@ -60,8 +60,8 @@ def _run_child(config: str) -> dict:
 _VELA_PROBE = """
 import resource, sys, tempfile
 from pathlib import Path
-from generator.config import load_config
-from generator.vela import compile_for_target
+from generator.config.loading import load_config
+from generator.engines.vela import compile_for_target
 config = load_config(Path(sys.argv[1]))
 target = config.vela.targets[0]
 with tempfile.TemporaryDirectory() as folder:
@@ -97,12 +97,12 @@ def _child(config_path: Path, output: Path) -> None:
     stage = Stage()
 
     sys.path.insert(0, str(REPO))
-    from generator.config import load_config
-    from generator.quiet import quiet_tensorflow
+    from generator.config.loading import load_config
+    from generator.support.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     with stage("import", "TensorFlow"):
-        from generator.pipeline import run_build
+        from generator.runs.pipeline import run_build
 
     config = load_config(config_path, output_dir=output)
     info, _ = run_build(config, stage)

@@ -55,8 +55,9 @@ def main() -> None:
 
 
 def _child(config_path: Path, output_dir: Path, modes: str | None) -> None:
-    from generator.config import compare_modes, load_config
-    from generator.quiet import muted, quiet_tensorflow
+    from generator.config.loading import load_config
+    from generator.config.modes import compare_modes
+    from generator.support.quiet import muted, quiet_tensorflow
 
     quiet_tensorflow(enabled=True)
     config = load_config(config_path, [], output_dir)
@@ -75,7 +76,7 @@ def _child(config_path: Path, output_dir: Path, modes: str | None) -> None:
 
     stage = Stage()
     with stage("import", "TensorFlow"), muted():
-        from generator.compare import run_compare
+        from generator.runs.compare import run_compare
     run_compare(config, chosen, stage)
     print(json.dumps({"modes": list(chosen), "times": times}))
 

@@ -28,15 +28,15 @@ def main() -> None:
     parser.add_argument("--int16", default="conv_pw_12,conv_dw_13")
     args = parser.parse_args()
 
-    from generator.quiet import muted, quiet_tensorflow
+    from generator.support.quiet import muted, quiet_tensorflow
 
     quiet_tensorflow()
     with muted():
-        from generator.build import build
-        from generator.calibrate import load_calibration_set
-        from generator.config import load_config
-        from generator.convert import convert_to_tflite
-        from generator.tflite_file import read_tflite
+        from generator.config.loading import load_config
+        from generator.data.calibration import load_calibration_set
+        from generator.engines.tflite_file import read_tflite
+        from generator.model.build import build
+        from generator.quantization.convert import convert_to_tflite
 
         config = load_config(Path(args.config))
         built = build(config.model)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from generator.quiet import muted, quiet_tensorflow
+from generator.support.quiet import muted, quiet_tensorflow
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,23 +37,19 @@ def main() -> None:
     with muted():
         import keras
 
-        from generator.build import build_model
-        from generator.calibrate import load_calibration_set
-        from generator.config import (
+        from generator.analysis.logits import dequantize, float_logits
+        from generator.analysis.verify import compare_runtimes, integer_outputs
+        from generator.config.schema import (
             BACKBONES,
             CalibrationConfig,
             Head,
             ModelConfig,
             QuantizationConfig,
         )
-        from generator.convert import convert_to_tflite
-        from generator.tflite_file import read_tflite
-        from generator.verify import (
-            compare_runtimes,
-            dequantize,
-            float_logits,
-            integer_outputs,
-        )
+        from generator.data.calibration import load_calibration_set
+        from generator.engines.tflite_file import read_tflite
+        from generator.model.build import build_model
+        from generator.quantization.convert import convert_to_tflite
 
     heads = tuple(Head(f"head{i}", 2 + i, None) for i in range(args.heads))
     runtimes = ("litert_builtin", "litert_default")

@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     grid = args.grid or GRID
     sys.path.insert(0, str(REPO))
-    from generator.sweep import parse_grid
+    from generator.runs.sweep import parse_grid
 
     values = parse_grid(grid)
     combinations = itertools.product(*values.values())

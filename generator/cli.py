@@ -19,11 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from generator import __version__
-from generator.config import HOST_MODES, Config, compare_modes, display_path, load_config
+from generator.config.loading import load_config
+from generator.config.modes import compare_modes
+from generator.config.schema import HOST_MODES, Config
+from generator.data.images import find_images, select_images
+from generator.data.labelled import read_labelled
 from generator.errors import UserError, VerificationError
-from generator.images import find_images, select_images
-from generator.labelled import read_labelled
-from generator.quiet import muted, quiet_tensorflow
+from generator.support.quiet import muted, quiet_tensorflow
+from generator.support.text import display_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,8 +228,8 @@ def _compare(config: Config, modes: str | None) -> int:
     )
     stage = _StagePrinter()
     with stage("import", "TensorFlow"), muted():
-        import generator.compare
-    info, written = generator.compare.run_compare(config, chosen, stage)
+        import generator.runs.compare
+    info, written = generator.runs.compare.run_compare(config, chosen, stage)
     print(f"done in {stage.total:.1f} s", file=sys.stderr)
     for key, choice in info["recommendations"].items():
         print(f"  {key}: {choice['mode'] or 'no mode'}: {choice['reason']}", file=sys.stderr)
@@ -237,8 +240,9 @@ def _compare(config: Config, modes: str | None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from generator.sweep import exit_now, parse_grid, plan_variants, run_local, run_sweep
-    from generator.sweep_report import sweep_info, variant_row, write_sweep_report
+    from generator.records.sweep_record import sweep_info, variant_row
+    from generator.runs.report import write_sweep_report
+    from generator.runs.sweep import exit_now, parse_grid, plan_variants, run_local, run_sweep
 
     if args.ray_address and args.backend != "ray":
         raise UserError("--ray-address: only with --backend ray")
@@ -258,7 +262,7 @@ def _sweep(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.backend == "ray":
-        from generator.ray_backend import run_on_ray
+        from generator.runs.ray_backend import run_on_ray
 
         def backend(configs: list[Config]):
             return run_on_ray(configs, args.ray_address, jobs, args.debug)
@@ -314,7 +318,7 @@ class _SweepProgress:
         return time.perf_counter() - self.start
 
     def __call__(self, variant, outcome, info) -> None:
-        from generator.sweep_report import variant_row
+        from generator.records.sweep_record import variant_row
 
         self.done += 1
         if outcome is None:
@@ -351,21 +355,21 @@ def _evaluate(config: Config) -> int:
 
 
 def _run_pipeline(config: Config, verb: str, function: str) -> int:
-    """Import TensorFlow (as a timed stage of its own), then run a `generator.pipeline` entry."""
+    """Import TensorFlow (as a timed stage of its own), then run a pipeline entry."""
     print(f"generator {__version__}: {verb} {config.name} from {config.source}", file=sys.stderr)
     stage = _StagePrinter()
     # TensorFlow's native libraries log through absl before anything can configure it (on CPUs
     # with AVX-512, "oneDNN custom operations are on" twice): mute the import itself.
     with stage("import", "TensorFlow"), muted():
-        import generator.pipeline
-    info, written = getattr(generator.pipeline, function)(config, stage)
+        import generator.runs.pipeline
+    info, written = getattr(generator.runs.pipeline, function)(config, stage)
     print(f"done in {stage.total:.1f} s", file=sys.stderr)
     _print_summary(info, written)
     return 0
 
 
 def _report(folder: Path) -> int:
-    from generator.report_files import rerender  # Jinja2 and Matplotlib, not TensorFlow
+    from generator.runs.report import rerender  # Jinja2 and Matplotlib, not TensorFlow
 
     written = rerender(folder)
     print("wrote:")
@@ -375,7 +379,7 @@ def _report(folder: Path) -> int:
 
 
 def _export_digits(folder: Path, folders: bool) -> int:
-    from generator.digits import export_digits
+    from generator.data.digits import export_digits
 
     existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
     if not existing.is_dir():

@@ -105,7 +105,7 @@ def digits_model_weights(tmp_path_factory) -> Path:
     for 5 epochs on the first 1,500 digits (about 80% held-out digit accuracy)."""
     import keras
 
-    from generator.build import build_model
+    from generator.model.build import build_model
 
     pixels, labels = digit_images()
     model = build_model(digits_model_config(), batch_size=None)
@@ -128,7 +128,7 @@ def digits_model_weights(tmp_path_factory) -> Path:
 
 
 def digits_model_config(weights: Path | None = None):
-    from generator.config import Head, ModelConfig
+    from generator.config.schema import Head, ModelConfig
 
     heads = (Head("digit", 10, None), Head("parity", 2, ("even", "odd")))
     return ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), heads, weights, 0)
@@ -137,8 +137,9 @@ def digits_model_config(weights: Path | None = None):
 def digits_output_sqnr(model, content: bytes, pixels: np.ndarray) -> float:
     """The lower of the two heads' SQNR of the digits model's .tflite in TFLite Micro against
     the Keras `model`, on `pixels`."""
-    from generator.tflite_file import read_tflite
-    from generator.verify import dequantize, float_logits, integer_outputs, sqnr_db
+    from generator.analysis.logits import dequantize, float_logits, sqnr_db
+    from generator.analysis.verify import integer_outputs
+    from generator.engines.tflite_file import read_tflite
 
     tflite = read_tflite(content)
     heads = digits_model_config().heads
@@ -152,10 +153,10 @@ def digits_output_sqnr(model, content: bytes, pixels: np.ndarray) -> float:
 def small_tflite():
     """`small_tflite(backbone)`: a 32×32×3 two-head model of that backbone, quantized on the
     repo's photos (cached for the session, as bytes)."""
-    from generator.build import build_model
-    from generator.calibrate import load_calibration_set
-    from generator.config import CalibrationConfig, Head, ModelConfig, QuantizationConfig
-    from generator.convert import convert_to_tflite
+    from generator.config.schema import CalibrationConfig, Head, ModelConfig, QuantizationConfig
+    from generator.data.calibration import load_calibration_set
+    from generator.model.build import build_model
+    from generator.quantization.convert import convert_to_tflite
 
     cache: dict[str, bytes] = {}
 

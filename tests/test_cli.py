@@ -19,7 +19,7 @@ from PIL import Image
 from tflite_micro import runtime
 
 from generator.cli import main
-from generator.tflite_file import read_tflite
+from generator.engines.tflite_file import read_tflite
 
 
 def run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
@@ -68,7 +68,7 @@ def test_quantization_info_is_read_back_from_the_artifacts(small_build):
     info = json.loads((out / "small_quantization_info.json").read_text())
     content = (out / "small.tflite").read_bytes()
     tflite = read_tflite(content)
-    assert info["schema_version"] == 2
+    assert info["schema_version"] == 3
     assert info["fully_quantized"] is True
     assert info["float32_tensors"] == 0
     dtype_keys = [k for k in info if k.endswith("_tensors") and k != "total_tensors"]
@@ -470,7 +470,7 @@ def test_debris_of_a_killed_build_is_removed_by_the_next(tmp_path):
 
 def test_a_publish_cut_short_restores_the_previous_build(tmp_path):
     """Killed after moving the previous result aside: the next build puts it back first."""
-    from generator.pipeline import clear_debris
+    from generator.runs.publish import clear_debris
 
     out = tmp_path / "out"
     out.mkdir()

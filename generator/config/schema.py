@@ -1,0 +1,236 @@
+"""The config's shape: frozen dataclasses handed from stage to stage, and the constants that
+bound their values. Nothing here reads files or validates: `generator.config.parsing` builds
+these from YAML, and every later stage takes them as plain data.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from generator.config.boards import Board
+    from generator.config.resources import Workload
+
+BACKBONES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+
+
+# Vela 5.x `--accelerator-config` choices (`vela --help`); tests check this list against Vela.
+ACCELERATORS = (
+    "ethos-u55-32",
+    "ethos-u55-64",
+    "ethos-u55-128",
+    "ethos-u55-256",
+    "ethos-u65-256",
+    "ethos-u65-512",
+    "ethos-u85-128",
+    "ethos-u85-256",
+    "ethos-u85-512",
+    "ethos-u85-1024",
+    "ethos-u85-2048",
+)
+
+
+# What Vela itself picks when system config and memory mode are omitted (Vela's docs).
+DEFAULT_SYSTEM = {
+    "ethos-u55": ("Ethos_U55_High_End_Embedded", "Shared_Sram"),
+    "ethos-u65": ("Ethos_U65_Client_Server", "Dedicated_Sram"),
+    "ethos-u85": ("Ethos_U85_SYS_DRAM_Mid", "Dedicated_Sram"),
+}
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+HEAD_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# Names become file names such as `<name>_summary_Custom_<board>.csv`: two of them must stay
+# within the 255 bytes a file name may have.
+MAX_NAME_LENGTH = 100
+
+
+MIN_SIDE = 32  # keras.applications MobileNets refuse smaller inputs
+
+
+# MobileNetV1 gives its first convolution int(32 * alpha) filters, and Keras refuses 0.
+# (MobileNetV2 and V3 round channels up to at least 8.)
+MIN_ALPHA_V1 = 1 / 32
+
+
+# Whole numbers beyond this are no count a build can use (and overflow TensorFlow's int32).
+MAX_WHOLE_NUMBER = 2**31 - 1
+
+
+OUTPUT_STRIDES = (1, 2, 4, 8, 16, 32)
+
+
+FULL_STRIDE = 32  # five stride-2 stages in every keras.applications MobileNet
+
+
+MIN_FEATURE_MAP = 3  # the smallest last feature map side `output_stride: auto` allows
+
+
+# `quantization.mode`: what `build` makes, and the rows `compare` measures (plus `qat`).
+# Deployable modes run on an Ethos-U (Vela compiles them); host modes are formats for a host
+# runtime with float operators, which no Ethos-U runs.
+DEPLOYABLE_MODES = ("full_integer", "int16x8")
+
+
+HOST_MODES = ("dynamic_range", "float16", "float32")
+
+
+MODES = DEPLOYABLE_MODES + HOST_MODES
+
+
+# `compare` also makes `qat` (fine-tuned, then full_integer) and `mixed` (full_integer with the
+# layers quantization.keep_float names kept float and those quantization.int16 names at 16 bits).
+COMPARE_MODES = (*MODES, "qat", "mixed")
+
+
+@dataclass(frozen=True)
+class Head:
+    name: str
+    num_classes: int | None  # None only for a model file's head, until the file is read
+    labels: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Our MobileNet (`backbone`...), or a trained Keras model of any architecture (`path`).
+
+    For a model file, `backbone`, `alpha` and `weights` are None, `input_shape` is None until
+    the file is read, and `heads` may be empty (named from the model's outputs). `workload`
+    (the images the build holds in memory) lets the build check a model file's memory needs
+    once TensorFlow has read its input shape; None skips that check.
+    """
+
+    backbone: str | None
+    alpha: float | None
+    input_shape: tuple[int, int, int] | None
+    heads: tuple[Head, ...]
+    weights: Path | None
+    seed: int
+    path: Path | None = None
+    workload: Workload | None = None
+    output_stride: int | None = None  # None: auto (see output_stride below)
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    data: Path
+    samples: int
+    holdout: int
+    input_range: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """`io_dtype` and `per_channel` apply to the integer modes; `keep_float` and `int16` name
+    Keras layers or TFLite operator types (upper case, e.g. MEAN) that a `full_integer` model
+    keeps in float32 or gives 16-bit activations (generator/convert.py,
+    generator/int16_layers.py)."""
+
+    io_dtype: str
+    per_channel: bool
+    mode: str = "full_integer"
+    keep_float: tuple[str, ...] = ()
+    int16: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VelaTarget:
+    accelerator: str
+    system_config: str
+    memory_mode: str
+    board: Board | None = None
+
+    @property
+    def key(self) -> str:
+        """The target's name in outputs (`vela/<key>/`) and reports: its board, or its NPU."""
+        return self.board.name if self.board else self.accelerator
+
+
+@dataclass(frozen=True)
+class VelaConfig:
+    targets: tuple[VelaTarget, ...]
+    optimise: str
+    allow_cpu_fallback: bool
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    flip: bool  # random horizontal flips
+    shift: float  # random shifts up to this fraction of the height and width
+    brightness: float  # random brightness change up to this fraction of the input range
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    """Quantization-aware fine-tuning after float training (generator/qat.py)."""
+
+    epochs: int
+    learning_rate: float
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: Path
+    validation: float | Path  # a fraction of `data` held out, or a separate labelled set
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    schedule: str  # cosine | constant
+    loss_weights: dict[str, float]
+    early_stopping: int  # patience in epochs on validation loss; 0 turns it off
+    augment: AugmentConfig | None
+    seed: int
+    qat: QatConfig | None = None
+    warmup_epochs: int = 0  # linear warm-up of the learning rate from 0
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    data: Path
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: Path
+    require_fit: bool  # fail the build when the model does not fit a board target
+    c_array_section: str | None  # linker section of the model arrays; None: the default
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    model: ModelConfig
+    calibration: CalibrationConfig
+    quantization: QuantizationConfig
+    vela: VelaConfig
+    output: OutputConfig
+    source: Path
+    train: TrainConfig | None = None
+    evaluation: EvaluationConfig | None = None
+
+
+def output_stride(config: ModelConfig) -> int:
+    """The backbone's total downsampling: `model.output_stride`, or for `auto` the largest of
+    32, 16, 8, ... that leaves the last feature map at least 3 pixels on its shorter side.
+
+    keras.applications MobileNets halve the image five times, which suits 224×224 photos (a
+    7×7 last map) but leaves a 32×32 input a single pixel before the pooling: every class is
+    decided from one 1×1 vector, and the depthwise 3×3 filters of the last stages see only
+    padding. Measured on the digits demo (MobileNetV1 α 0.25, 32×32), output stride 8 instead
+    of 32 raised `digit` from 95.5 % to 98.9 % at the same epochs (README, "Training").
+    """
+    if config.output_stride is not None:
+        return config.output_stride
+    side = min(config.input_shape[:2])
+    stride = FULL_STRIDE
+    while stride > 1 and math.ceil(side / stride) < MIN_FEATURE_MAP:
+        stride //= 2
+    return stride

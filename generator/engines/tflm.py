@@ -1,0 +1,101 @@
+"""TensorFlow Lite Micro adapter: the reference interpreter a Cortex-M runs, here on the host.
+
+It cannot run a Vela-compiled model (its Ethos-U kernel is a stub off-target), but it runs the
+integer .tflite: that is what a Cortex-M without an NPU computes, so every figure about a
+Cortex-M comes from here. A model it cannot load, allocate or run is a defect of the build
+(`VerificationError`); TFLite Micro prints its reasons from native code, muted unless --debug.
+
+The smallest arena is found by bisection over 16-byte steps, each candidate allocating the
+model and running one inference. On this 64-bit host TFLite Micro's own structures hold 8-byte
+pointers, so the figure is an upper bound for a 32-bit Cortex-M.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import struct
+
+import numpy as np
+from tflite_micro import runtime
+
+from generator.errors import VerificationError
+from generator.support.quiet import muted
+
+RUNTIME = "tflite_micro"
+
+ARENA_STEP = 16
+
+# What a firmware adds to Vela's SRAM figure for TFLite Micro's own structures when running a
+# Vela-compiled model: Arm's ML Embedded Evaluation Kit reserves at least 2 KiB. Documented, not
+# measured: the NPU model cannot run on this host.
+NPU_ARENA_MARGIN_BYTES = 2048
+
+
+def npu_arena_bytes(scratch_bytes: int) -> int:
+    """The tensor arena a firmware must reserve to run a Vela-compiled model whose `scratch`
+    tensor (the NPU's working memory, allocated in the arena) has `scratch_bytes`."""
+    return _round_up(scratch_bytes) + NPU_ARENA_MARGIN_BYTES
+
+
+def run_tflm(content: bytes, inputs: np.ndarray, outputs: int) -> list[np.ndarray]:
+    """Raw values of the model's `outputs` outputs by position, each (N, ...), for `inputs`."""
+    try:
+        with muted():
+            interpreter = runtime.Interpreter.from_bytes(content)
+            details = [interpreter.get_output_details(i) for i in range(outputs)]
+            results = [np.empty((len(inputs), *d["shape"][1:]), d["dtype"]) for d in details]
+            for row, sample in enumerate(inputs):
+                interpreter.set_input(sample[None], 0)
+                interpreter.invoke()
+                for position, result in enumerate(results):
+                    result[row] = interpreter.get_output(position)[0]
+    except (RuntimeError, ValueError, struct.error) as error:
+        raise VerificationError(
+            f"TensorFlow Lite Micro cannot load, allocate or run the .tflite ({error}): a "
+            "Cortex-M could not run it either; --debug shows TFLite Micro's own messages"
+        ) from error
+    return results
+
+
+def minimum_arena(content: bytes, sample: np.ndarray) -> int:
+    """The smallest tensor arena (bytes) in which TFLite Micro allocates and runs the model."""
+    low, high = 0, _round_up(10 * len(content))  # the runtime's own default is 10× the model
+    if not _runs(content, sample, high):
+        raise RuntimeError(f"TFLite Micro cannot run the model even in {high} bytes")
+    while high - low > ARENA_STEP:
+        middle = _round_up((low + high) // 2)
+        if middle >= high:
+            break
+        if _runs(content, sample, middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def _runs(content: bytes, sample: np.ndarray, arena_size: int) -> bool:
+    """Whether the model allocates and runs in `arena_size` bytes.
+
+    Some models crash TFLite Micro outright when the arena is too small (MobileNetV2 at 32×32:
+    a segmentation fault, not an error), so each try runs in a forked child process and a crash
+    counts as "does not fit".
+    """
+    pid = os.fork()
+    if pid == 0:  # the child: report by exit code, never return into the caller's code
+        faulthandler.disable()  # a crash here is an answer, not something to print
+        code = 1
+        try:
+            with muted():
+                interpreter = runtime.Interpreter.from_bytes(content, arena_size=arena_size)
+                interpreter.set_input(sample[None], 0)
+                interpreter.invoke()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _round_up(size: int) -> int:
+    return -(-size // ARENA_STEP) * ARENA_STEP

@@ -1,0 +1,289 @@
+"""Build stage: a keras.applications MobileNet backbone with one logits head per config entry,
+or a trained Keras model of any architecture loaded from `model.path`.
+
+The backbone comes from `keras.applications` with `include_top=False` and global average
+pooling; every head is a Dense layer on the shared pooled features, named `<head>_logits`.
+No softmax in the model: the host applies it. Weights are random (seeded) unless
+`model.weights` names a Keras `.weights.h5` saved from this exact architecture. There is no
+pretrained download: the tool runs offline.
+
+MobileNetV3's preprocessing layer (which expects pixels in 0..255) is left out, so every
+backbone sees `calibration.input_range`, as the report states.
+
+Measured cost at 96×96×3 with the three heads of configs/default.yaml, random weights,
+compiled for ethos-u55-128 (Ethos_U55_High_End_Embedded, Shared_Sram); MACs, memory and
+latency are Vela's estimates:
+
+| backbone | alpha | parameters | .tflite bytes | MACs | SRAM KiB | flash KiB | ms | NPU ops |
+|---|---|---|---|---|---|---|---|---|
+| mobilenet_v1 | 0.25 | 220,857 | 295,376 | 7,521,408 | 72.8 | 238.1 | 0.80 | 60/60 |
+| mobilenet_v2 | 0.25 | 260,297 | 407,664 | 6,648,486 | 146.0 | 338.4 | 1.36 | 106/106 |
+| mobilenet_v3_small | 0.25 | 101,753 | 207,960 | 2,637,609 | 64.1 | 119.8 | 0.61 | 145/145 |
+| mobilenet_v3_large | 0.25 | 256,513 | 392,000 | 6,503,139 | 109.3 | 270.0 | 1.27 | 157/157 |
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import keras
+
+from generator.config.resources import Network, check_memory
+from generator.config.schema import FULL_STRIDE, HEAD_NAME_PATTERN, Head, ModelConfig, output_stride
+from generator.errors import UserError
+from generator.support.text import first_line
+
+_BACKBONES = {
+    "mobilenet_v1": (keras.applications.MobileNet, {}),
+    "mobilenet_v2": (keras.applications.MobileNetV2, {}),
+    "mobilenet_v3_small": (keras.applications.MobileNetV3Small, {"include_preprocessing": False}),
+    "mobilenet_v3_large": (keras.applications.MobileNetV3Large, {"include_preprocessing": False}),
+}
+
+INPUT_NAME = "image"
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """The float model with dict outputs keyed by head name, and what it was resolved to."""
+
+    model: keras.Model
+    heads: tuple[Head, ...]
+    input_shape: tuple[int, int, int]
+
+
+def build(config: ModelConfig) -> BuiltModel:
+    """Our MobileNet for `config`, or the model file `config.path` names."""
+    if config.path is not None:
+        return load_model_file(config)
+    return BuiltModel(build_model(config), config.heads, config.input_shape)
+
+
+def build_model(config: ModelConfig, batch_size: int | None = 1) -> keras.Model:
+    """The float model. Outputs are a dict keyed by head name, in config order.
+
+    `batch_size=1` (the default) is what is deployed: Vela needs static shapes. Training may
+    build with `None` and copy the weights across.
+    """
+    keras.utils.set_random_seed(config.seed)
+    constructor, extra = _BACKBONES[config.backbone]
+    image = keras.Input(shape=config.input_shape, batch_size=batch_size, name=INPUT_NAME)
+    backbone = constructor(
+        input_tensor=image,
+        alpha=config.alpha,
+        include_top=False,
+        weights=None,
+        pooling="avg",
+        **extra,
+    )
+    stride = output_stride(config)
+    if stride < FULL_STRIDE:
+        backbone = _with_output_stride(backbone, stride, image)
+    features = backbone.output
+    outputs = {
+        head.name: keras.layers.Dense(head.num_classes, name=f"{head.name}_logits")(features)
+        for head in config.heads
+    }
+    model = keras.Model(image, outputs, name=config.backbone)
+    if config.weights is not None:
+        _load_weights(model, config.weights)
+    return model
+
+
+def _with_output_stride(backbone: keras.Model, stride: int, image) -> keras.Model:
+    """The backbone with its last stride-2 stages made stride 1 (as DeepLab's `output_stride`
+    does, without dilation), keeping every layer's name.
+
+    A stride-2 depthwise convolution in these backbones is a `valid` convolution after an
+    asymmetric ZeroPadding2D; at stride 1 that padding becomes symmetric (kernel // 2 on each
+    side), so the layer keeps its input size as a `same` convolution would.
+    """
+    strided = [
+        layer
+        for layer in backbone.layers
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
+        and tuple(layer.strides) != (1, 1)
+    ]
+    relaxed = strided[len(strided) - round(math.log2(FULL_STRIDE // stride)) :]
+    changes: dict[str, dict] = {}
+    for layer in relaxed:
+        changes[layer.name] = {"strides": (1, 1)}
+        source = layer.input._keras_history.operation
+        if isinstance(source, keras.layers.ZeroPadding2D):
+            half = [k // 2 for k in layer.kernel_size]
+            changes[source.name] = {"padding": ((half[0], half[0]), (half[1], half[1]))}
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config({**layer.get_config(), **changes.get(layer.name, {})})
+
+    return keras.models.clone_model(backbone, input_tensors=[image], clone_function=clone)
+
+
+def model_copies(config: ModelConfig, built: BuiltModel) -> tuple[keras.Model, keras.Model]:
+    """Two copies of `built.model` with its weights: one that trains at any batch size and one
+    with the deployed (batch-1) input. A model file's input batch is what the file says."""
+    if config.path is None:
+        copies = build_model(config, None), build_model(config)
+    else:
+        copies = keras.models.clone_model(built.model), keras.models.clone_model(built.model)
+    for copy in copies:
+        copy.set_weights(built.model.get_weights())
+    return copies
+
+
+def load_model_file(config: ModelConfig) -> BuiltModel:
+    """A trained `.keras` model: input shape read from it, heads are its outputs.
+
+    Heads are named from the model's output names (a dict output's keys), unless
+    `model.heads` names them, in output order. Each output must be (batch, classes) logits.
+    The model is wrapped so its outputs are a dict keyed by head name, like ours. Once the
+    input shape is known, the build's memory needs are checked as the config's are.
+    """
+    _check_keras_archive(config.path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = keras.saving.load_model(config.path, compile=False)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        raise UserError(
+            f"model.path: cannot load {config.path} ({_first_sentence(str(error))}): save it again "
+            "with model.save, and register custom layers with "
+            "keras.saving.register_keras_serializable"
+        ) from None
+    if len(model.inputs) != 1:
+        raise UserError(f"model.path: the model has {len(model.inputs)} inputs; it needs one image")
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or None in shape or shape[2] not in (1, 3):
+        raise UserError(
+            f"model.path: input shape {shape} must be a fixed (H, W, C) image with C 1 or 3"
+        )
+    if config.workload is not None:
+        what = f"model.path: {config.path.name} (input {'×'.join(map(str, shape))})"
+        check_memory(_network(model), shape, config.workload, what, model_file=True)
+    if isinstance(model.output, dict):
+        names, outputs = list(model.output), list(model.output.values())
+    else:
+        names, outputs = list(model.output_names), list(model.outputs)
+    heads = _resolve_heads(config.heads, names, outputs)
+    named = keras.Model(
+        model.inputs, dict(zip((h.name for h in heads), outputs, strict=True)), name=model.name
+    )
+    return BuiltModel(named, heads, shape)
+
+
+def _check_keras_archive(path: Path) -> None:
+    """A .keras file is a zip holding config.json; Keras's own errors for other files mislead
+    ("File not found" for a corrupt file) or are a bare KeyError."""
+    if not zipfile.is_zipfile(path):
+        raise UserError(
+            f"model.path: {path} is not a Keras archive (not a zip file: corrupt, or saved in "
+            "another format): save the model with model.save('name.keras')"
+        )
+    with zipfile.ZipFile(path) as archive:
+        if "config.json" not in archive.namelist():
+            raise UserError(
+                f"model.path: {path} is a zip file but no Keras model (no config.json): save "
+                "the model with model.save('name.keras')"
+            )
+
+
+def _network(model: keras.Model) -> Network:
+    """What a loaded model's layers output for one image (nested models count once more, an
+    upper bound), and its parameters; layers whose output Keras cannot tell are left out."""
+    values = 0
+    for layer in all_layers(model):
+        try:
+            outputs = keras.tree.flatten(layer.output)
+        except (AttributeError, ValueError):
+            continue
+        values += sum(math.prod(d or 1 for d in output.shape[1:]) for output in outputs)
+    return Network(activations=values, parameters=model.count_params())
+
+
+def _resolve_heads(configured: tuple[Head, ...], names: list[str], outputs: list) -> tuple:
+    if configured and len(configured) != len(outputs):
+        raise UserError(
+            f"model.heads: the model has {len(outputs)} outputs ({', '.join(names)}) but "
+            f"{len(configured)} heads are named: name one head per output, in order"
+        )
+    heads = []
+    for index, output in enumerate(outputs):
+        if len(output.shape) != 2 or output.shape[-1] is None or output.shape[-1] < 2:
+            raise UserError(
+                f"model.path: output {names[index]!r} has shape {tuple(output.shape)}: each "
+                "head must give (batch, classes) logits with at least 2 classes"
+            )
+        classes = int(output.shape[-1])
+        head = configured[index] if configured else Head(names[index], None, None)
+        if not HEAD_NAME_PATTERN.match(head.name):
+            raise UserError(
+                f"model.heads: output name {head.name!r} is not a usable head name: "
+                "name the outputs in model.heads"
+            )
+        if head.num_classes not in (None, classes):
+            raise UserError(
+                f"model.heads[{index}]: {head.name!r} has {head.num_classes} classes in the "
+                f"config but the model's output {names[index]!r} has {classes}"
+            )
+        heads.append(Head(head.name, classes, head.labels))
+    return tuple(heads)
+
+
+def _load_weights(model: keras.Model, path) -> None:
+    """Load all of `path` into `model`, or fail.
+
+    Keras only warns when parts of a weights file do not match ("layers will retain their
+    freshly-initialized weights") and silently ignores arrays the model has no place for. A
+    half-random model, or one built from another model's file, must not ship: any warning, or
+    a file holding a different number of arrays than the model has weights, fails.
+    """
+    if not h5py.is_hdf5(path):
+        raise UserError(
+            f"model.weights: {path} is not an HDF5 file (corrupt, or saved in another format): "
+            "save the weights with model.save_weights('name.weights.h5')"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+            problem = str(caught[0].message) if caught else None
+        except (ValueError, OSError) as error:
+            problem = str(error)
+    if problem is None and (stored := _count_arrays(path)) != len(model.weights):
+        problem = f"the file holds {stored} arrays, the model has {len(model.weights)}"
+    if problem is not None:
+        raise UserError(
+            f"model.weights: {path} does not fit this architecture "
+            f"({_first_sentence(problem)}): save it from a model built with this exact config"
+        )
+
+
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer, including those inside nested models."""
+    layers = []
+    for layer in model.layers:
+        layers.append(layer)
+        if hasattr(layer, "layers"):
+            layers.extend(all_layers(layer))
+    return layers
+
+
+def _count_arrays(path) -> int:
+    """Arrays stored for the model's layers (a trained model's file also holds its optimizer)."""
+    arrays = []
+    with h5py.File(path, "r") as handle:
+        if "layers" in handle:
+            handle["layers"].visititems(
+                lambda _, item: arrays.append(isinstance(item, h5py.Dataset))
+            )
+    return sum(arrays)
+
+
+def _first_sentence(text: str) -> str:
+    """Keras's errors run on for sentences after the one that says what went wrong."""
+    return first_line(text).split(". ")[0]

@@ -1,0 +1,238 @@
+"""Train stage: fit the model's heads (and backbone) on labelled images.
+
+- Each head's loss is cross-entropy on its logits, masked where the image has no label for
+  it, and averaged over the labelled images of the batch only: a head with no labels in a
+  batch gets zero loss and no gradient. The total is the sum weighted by `loss_weights`.
+- Adam with a cosine-decayed (or constant) learning rate after an optional linear warm-up from
+  0 (`warmup_epochs`); light augmentation (horizontal flip, shift, brightness) on the training
+  images only. The warm-up lets a higher peak rate train stably: on the digits demo, 0.01 with 2
+  warm-up epochs reached a lower training loss and higher test accuracy than 0.003 without
+  (README, "Training").
+- After every epoch the validation loss and per-head accuracy are measured; early stopping
+  watches the validation loss, and the weights of the epoch with the lowest validation loss
+  are the ones kept, whether or not training stopped early.
+- BatchNormalization layers train with momentum 0.9 (Keras's default is 0.99): with the few
+  hundred steps a small data set gives, the moving statistics that inference (and the
+  quantized model) use would otherwise still lag far behind the weights, and validation
+  accuracy would stay at chance while training accuracy climbs.
+- Reproducible for a fixed seed on the same machine: seeded shuffling and augmentation, and
+  TensorFlow's deterministic ops (switched on for the whole process).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from generator.config.schema import Head, TrainConfig
+from generator.data.labelled import LabelledImages
+from generator.data.pixels import pixels_to_float
+from generator.model.build import all_layers
+
+BATCHNORM_MOMENTUM = 0.9
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int  # from 1
+    loss: float
+    val_loss: float
+    accuracy: dict[str, float]  # per head, over labelled training images (augmented)
+    val_accuracy: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    epochs: tuple[EpochRecord, ...]
+    best_epoch: int
+    train_images: int
+    validation_images: int
+    seconds: float  # wall time of the training loop (every epoch and its validation)
+    images_per_second: float  # training images seen (augmented) per second of that time
+
+
+def split_validation(data: LabelledImages, fraction: float, seed: int):
+    """A deterministic (seeded) split into (training, validation) sets."""
+    order = np.random.default_rng(seed).permutation(len(data.pixels))
+    held = max(1, round(len(order) * fraction))
+    return data.subset(np.sort(order[held:])), data.subset(np.sort(order[:held]))
+
+
+def masked_sparse_crossentropy(y_true, y_pred):
+    """Per-image cross-entropy from logits, 0 where the label is -1 (missing).
+
+    Scaled by batch / labelled so that Keras's mean over the batch is the mean over the
+    labelled images alone.
+    """
+    labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+    mask = ops.cast(labels >= 0, "float32")
+    losses = keras.losses.sparse_categorical_crossentropy(
+        ops.maximum(labels, 0), y_pred, from_logits=True
+    )
+    batch = ops.cast(ops.shape(mask)[0], "float32")
+    return losses * mask * batch / ops.maximum(ops.sum(mask), 1.0)
+
+
+class MaskedAccuracy(keras.metrics.Metric):
+    """Top-1 accuracy over the images that have a label for the head."""
+
+    def __init__(self, name: str = "accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        mask = labels >= 0
+        hits = ops.logical_and(mask, ops.argmax(y_pred, axis=-1) == labels)
+        self.correct.assign_add(ops.sum(ops.cast(hits, "float32")))
+        self.count.assign_add(ops.sum(ops.cast(mask, "float32")))
+
+    def result(self):
+        return self.correct / ops.maximum(self.count, 1.0)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.count.assign(0.0)
+
+
+def train_model(
+    model: keras.Model,
+    heads: tuple[Head, ...],
+    training: LabelledImages,
+    validation: LabelledImages,
+    config: TrainConfig,
+    input_range: tuple[float, float],
+    on_epoch: Callable[[EpochRecord], None],
+) -> TrainingResult:
+    """Train `model` (dict outputs keyed by head name) in place; return the epoch history."""
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    for layer in all_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = min(layer.momentum, BATCHNORM_MOMENTUM)
+    steps = int(np.ceil(len(training.pixels) / config.batch_size))
+    warmup = steps * config.warmup_epochs
+    rate = config.learning_rate
+    if config.schedule == "cosine" or warmup:
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else rate,
+            decay_steps=max(1, steps * config.epochs - warmup),
+            alpha=0.0 if config.schedule == "cosine" else 1.0,  # 1.0: constant after warm-up
+            warmup_target=rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    model.compile(
+        optimizer=keras.optimizers.Adam(rate),
+        loss={h.name: masked_sparse_crossentropy for h in heads},
+        loss_weights={h.name: config.loss_weights.get(h.name, 1.0) for h in heads},
+        metrics={h.name: [MaskedAccuracy()] for h in heads},
+    )
+    history = _History(heads, on_epoch)
+    callbacks: list[keras.callbacks.Callback] = [history, _KeepBest()]
+    if config.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping)
+        )
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras notes that a tf.data set is already shuffled
+        model.fit(
+            _dataset(training, heads, config, input_range),
+            validation_data=_arrays(validation, heads, input_range),
+            validation_batch_size=256,
+            epochs=config.epochs,
+            callbacks=callbacks,
+            verbose=0,
+        )
+    seconds = time.perf_counter() - start
+    records = tuple(history.records)
+    best = min(records, key=lambda r: r.val_loss)
+    images = len(training.pixels)
+    return TrainingResult(
+        records,
+        best.epoch,
+        images,
+        len(validation.pixels),
+        seconds,
+        images * len(records) / seconds,
+    )
+
+
+def _arrays(data: LabelledImages, heads, input_range) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    x = pixels_to_float(data.pixels, input_range)
+    return x, {h.name: data.labels[:, i] for i, h in enumerate(heads)}
+
+
+def _dataset(data: LabelledImages, heads, config: TrainConfig, input_range) -> tf.data.Dataset:
+    x, y = _arrays(data, heads, input_range)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
+        len(x), seed=config.seed, reshuffle_each_iteration=True
+    )
+    dataset = dataset.batch(config.batch_size)
+    augment = config.augment
+    if augment is not None:
+        layers = []
+        if augment.flip:
+            layers.append(keras.layers.RandomFlip("horizontal", seed=config.seed))
+        if augment.shift:
+            layers.append(
+                keras.layers.RandomTranslation(
+                    augment.shift, augment.shift, fill_mode="nearest", seed=config.seed
+                )
+            )
+        if augment.brightness:
+            layers.append(
+                keras.layers.RandomBrightness(
+                    augment.brightness, value_range=input_range, seed=config.seed
+                )
+            )
+        if layers:
+            pipeline = keras.Sequential(layers)
+            dataset = dataset.map(lambda images, labels: (pipeline(images, training=True), labels))
+    return dataset.prefetch(2)
+
+
+class _History(keras.callbacks.Callback):
+    def __init__(self, heads, on_epoch):
+        super().__init__()
+        self.heads = heads
+        self.on_epoch = on_epoch
+        self.records: list[EpochRecord] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        record = EpochRecord(
+            epoch=epoch + 1,
+            loss=float(logs["loss"]),
+            val_loss=float(logs["val_loss"]),
+            accuracy={h.name: float(logs[f"{h.name}_accuracy"]) for h in self.heads},
+            val_accuracy={h.name: float(logs[f"val_{h.name}_accuracy"]) for h in self.heads},
+        )
+        self.records.append(record)
+        self.on_epoch(record)
+
+
+class _KeepBest(keras.callbacks.Callback):
+    """Restore, at the end, the weights of the epoch with the lowest validation loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.best_loss = np.inf
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs["val_loss"] < self.best_loss:
+            self.best_loss = logs["val_loss"]
+            self.best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)

@@ -1,0 +1,449 @@
+"""The build pipeline: build -> [train] -> calibrate -> [qat] -> convert -> [layers: per-layer
+error] -> compile (Vela) -> [placement: weights in flash, SRAM or DRAM per board, fit] -> verify
+-> arena -> firmware (C arrays) -> [evaluate] -> report.
+
+Everything is written into a hidden staging folder inside `output.dir` and moved to
+`<output.dir>/<name>/` only when every stage has succeeded, so a failed or interrupted build
+leaves nothing half-written (and an earlier good build stays in place until then).
+
+Importing this module imports TensorFlow (through the build stage); `validate` never does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+from generator import __version__
+from generator.analysis.evaluate import evaluate_accuracy
+from generator.analysis.placement import (
+    BoardPlacements,
+    arena_bytes,
+    compile_placements,
+    judge_placements,
+)
+from generator.analysis.verify import verify
+from generator.config.schema import Config, Head, output_stride
+from generator.data.calibration import load_calibration_set
+from generator.data.labelled import LabelledImages, read_labelled
+from generator.data.pixels import pixels_to_model_input
+from generator.engines.tflite_file import read_tflite
+from generator.engines.tflm import NPU_ARENA_MARGIN_BYTES, minimum_arena
+from generator.engines.vela import VelaResult, compile_for_target
+from generator.errors import UserError, VerificationError
+from generator.export.c_arrays import CompiledFor, write_c_array
+from generator.model.build import BuiltModel, build, build_model, model_copies
+from generator.model.qat import QatResult, check_ranges, fine_tune
+from generator.model.train import split_validation, train_model
+from generator.quantization.convert import convert_to_tflite, tensor_layers
+from generator.quantization.layer_error import layer_errors
+from generator.records.build_record import (
+    AccuracyOutcome,
+    TrainingOutcome,
+    accuracy_info,
+    quantization_info,
+)
+from generator.records.files import build_files
+from generator.runs.publish import publish_build, staged
+from generator.runs.report import write_build_report
+from generator.support.quiet import muted
+from generator.support.text import display_path, first_line
+
+
+class Stage(Protocol):
+    """Called as `with stage(name, detail):` around each stage; the CLI prints and times it.
+    `note(line)` reports progress inside a long stage (an epoch of training)."""
+
+    def __call__(self, name: str, detail: str) -> AbstractContextManager[None]: ...
+
+    def note(self, line: str) -> None: ...
+
+
+def run_build(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
+    """Run every stage; return the quantization info and the paths written, in order."""
+    final = config.output.dir / config.name
+    with staged(config.output.dir, config.name) as staging:
+        info, written = _build_into(staging, config, stage)
+        publish_build(staging, final)
+    return info, [final / path.relative_to(staging) for path in written]
+
+
+def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[Path]]:
+    name = config.name
+    input_range = config.calibration.input_range
+    with stage("build", _describe_model(config)):
+        built = build(config.model)
+
+    training = sets = None
+    if config.train is not None:
+        training, sets = train_stage(config, built, stage)
+
+    with stage("save", f"{name}.keras"):
+        keras_path = folder / f"{name}.keras"
+        with muted():
+            built.model.save(keras_path)
+
+    with stage("calibrate", f"images from {display_path(config.calibration.data)}"):
+        calibration = load_calibration_set(config.calibration, built.input_shape, config.model.seed)
+
+    qat = None
+    if config.train is not None and config.train.qat is not None:
+        qat = fine_tune_stage(config, built, sets, calibration.calibration, stage)
+
+    heads = [head.name for head in built.heads]
+    with stage("convert", f"quantizing on {len(calibration.calibration)} images"):
+        content = post_training = convert_to_tflite(
+            built.model, calibration.calibration, input_range, config.quantization, heads=heads
+        )
+        if qat is not None:
+            content = convert_to_tflite(
+                qat.model, calibration.calibration, input_range, config.quantization, heads=heads
+            )
+            qat = dataclasses.replace(
+                qat, activations_checked=check_ranges(read_tflite(content), qat.model)
+            )
+        tflite_path = folder / f"{name}.tflite"
+        tflite_path.write_bytes(content)
+        tflite = read_tflite(content)
+        # A QAT model's layers carry the float model's names, plus its quantizers.
+        layers = tensor_layers(tflite, built.model if qat is None else qat.model, heads)
+
+    errors = None
+    # The debugger cannot build int16 layers (see report.LAYER_ERRORS_WITH_INT16).
+    if config.quantization.mode == "full_integer" and not config.quantization.int16:
+        with stage("layers", f"per-layer quantization error on {len(calibration.held_out)} images"):
+            errors = layer_errors(
+                built.model,
+                calibration.calibration,
+                calibration.held_out,
+                input_range,
+                config.quantization,
+                heads,
+            )
+
+    targets = ", ".join(t.key for t in config.vela.targets)
+    with stage("compile", f"Vela for {targets}"):
+        vela_results = [
+            compile_for_target(
+                tflite_path, target, config.vela.optimise, folder / "vela" / target.key
+            )
+            for target in config.vela.targets
+        ]
+        for result in vela_results:
+            if result.cpu_operators and not config.vela.allow_cpu_fallback:
+                why = (
+                    " (quantization.keep_float keeps layers float, and the NPU runs only "
+                    "integer operators)"
+                    if config.quantization.keep_float
+                    else ""
+                )
+                raise UserError(
+                    f"vela: {result.cpu_operators} operator(s) would run on the CPU for "
+                    f"{result.target.key}{why}: {', '.join(result.cpu_operator_names)}: set "
+                    "vela.allow_cpu_fallback: true to accept that, or change the model"
+                )
+
+    boards = [result for result in vela_results if result.target.board is not None]
+    placements: list[BoardPlacements] = []
+    if boards:
+        names = ", ".join(result.target.key for result in boards)
+        with stage("placement", f"weights in flash, SRAM or DRAM: Vela for {names}"):
+            placements = _place(config, built, tflite_path, folder, boards)
+
+    images = len(calibration.held_out)
+    with stage("verify", f"float vs TFLite Micro, LiteRT vs TFLite Micro, on {images} images"):
+        verification = verify(
+            built.model, content, tflite, built.heads, calibration.held_out, input_range, layers
+        )
+
+    with stage("arena", "smallest TFLite Micro tensor arena"):
+        model_input = pixels_to_model_input(calibration.held_out[:1], tflite.inputs[0], input_range)
+        arena = minimum_arena(content, model_input[0])
+
+    alternatives = [p.result for board in placements for p in board.placements[1:]]
+    with stage("firmware", "C arrays with metadata headers"):
+        c_files = _write_c_arrays(
+            folder, config, built, content, arena, [*vela_results, *alternatives]
+        )
+
+    accuracy = None
+    if config.evaluation is not None:
+        compared = None if qat is None else post_training
+        accuracy = _evaluate(config, built, content, tflite, keras_path, stage, compared)
+
+    with stage("report", "quantization info and report"):
+        info = quantization_info(
+            config=config,
+            built=built,
+            content=content,
+            tflite=tflite,
+            layers=layers,
+            calibration=calibration,
+            vela=vela_results,
+            verification=verification,
+            tflm_arena_bytes=arena,
+            placements=placements,
+            training=training,
+            qat=qat,
+            accuracy=accuracy,
+            layer_errors=errors,
+        )
+        report = build_files(folder, name)
+        write_build_report(info, report)
+
+    vela_files = [
+        path
+        for r in (*vela_results, *alternatives)
+        for path in (r.ini_path, r.tflite_path, r.summary_path, r.per_layer_path)
+        if path is not None
+    ]
+    return info, [
+        keras_path,
+        tflite_path,
+        *vela_files,
+        *c_files,
+        report.info,
+        report.markdown,
+        report.html,
+    ]
+
+
+def _place(
+    config: Config,
+    built: BuiltModel,
+    tflite_path: Path,
+    folder: Path,
+    results: list[VelaResult],
+) -> list[BoardPlacements]:
+    """Each board target's placements and their fit; with `output.require_fit`, a board on
+    which no placement fits stops the build here."""
+    placements = [
+        judge_placements(
+            [
+                result,
+                *compile_placements(
+                    tflite_path,
+                    result,
+                    config.vela.optimise,
+                    folder / "vela" / result.target.key,
+                ),
+            ],
+            config.model.alpha,
+            built.input_shape,
+        )
+        for result in results
+    ]
+    misfits = [board.own.fit for board in placements if board.recommended is None]
+    if misfits and config.output.require_fit:
+        raise VerificationError(
+            "; ".join(f"{fit.board.name}: {fit.verdict()}" for fit in misfits)
+            + " (output.require_fit is true)"
+        )
+    return placements
+
+
+def _write_c_arrays(
+    folder: Path,
+    config: Config,
+    built: BuiltModel,
+    content: bytes,
+    arena: int,
+    results: list[VelaResult],
+) -> list[Path]:
+    """`<name>_model.h/.c` for the .tflite, and in `vela/<target>/` for each Vela target."""
+    section = config.output.c_array_section
+    arrays = [
+        write_c_array(
+            folder,
+            config.name,
+            content,
+            built.heads,
+            arena,
+            "measured in TFLite Micro on a 64-bit host, an upper bound for a 32-bit Cortex-M",
+            None,
+            section,
+            __version__,
+        )
+    ]
+    vela_version = importlib.metadata.version("ethos-u-vela")
+    for result in results:
+        target = result.target
+        arrays.append(
+            write_c_array(
+                result.tflite_path.parent,
+                config.name,
+                result.tflite_path.read_bytes(),
+                built.heads,
+                arena_bytes(result),
+                f"Vela's scratch tensor ({result.scratch_bytes:,} bytes) plus the documented "
+                f"{NPU_ARENA_MARGIN_BYTES} bytes for TFLite Micro, in {result.layout.arena}",
+                CompiledFor(
+                    target.accelerator,
+                    result.system_config,
+                    result.memory_mode,
+                    target.board.name if target.board else None,
+                    vela_version,
+                    result.layout.weights,
+                    result.layout.arena,
+                    result.fast_scratch_bytes,
+                ),
+                section,
+                __version__,
+            )
+        )
+    return [path for array in arrays for path in (array.header, array.source)]
+
+
+def run_evaluate(config: Config, stage: Stage) -> tuple[dict, list[Path]]:
+    """Re-run only the accuracy evaluation on an existing build; update its JSON and report."""
+    if config.evaluation is None:
+        raise UserError("evaluation: the config names no labelled set to evaluate on")
+    folder = config.output.dir / config.name
+    keras_path = folder / f"{config.name}.keras"
+    tflite_path = folder / f"{config.name}.tflite"
+    report = build_files(folder, config.name)
+    missing = [p for p in (keras_path, tflite_path, report.info) if not p.is_file()]
+    if missing:
+        raise UserError(
+            f"evaluate: {display_path(missing[0])} not found: run "
+            f"'python -m generator build {display_path(config.source)}' first"
+        )
+    with stage("load", display_path(folder)):
+        import keras
+
+        try:
+            with muted():
+                model = keras.saving.load_model(keras_path, compile=False)
+            info = json.loads(report.info.read_text())
+        except (ValueError, OSError) as error:  # json.JSONDecodeError is a ValueError
+            raise UserError(
+                f"evaluate: the build in {display_path(folder)} cannot be read "
+                f"({first_line(error, limit=120)}): run 'python -m generator build "
+                f"{display_path(config.source)}' again"
+            ) from None
+        heads = tuple(
+            Head(h["name"], h["num_classes"], tuple(h["labels"]) if h["labels"] else None)
+            for h in info["heads"]
+        )
+        shape = tuple(info["model"]["input_shape"])
+        content = tflite_path.read_bytes()
+    built = BuiltModel(model, heads, shape)
+    accuracy = _evaluate(config, built, content, read_tflite(content), keras_path, stage)
+    with stage("report", "quantization info and report"):
+        info["accuracy"] = accuracy_info(accuracy)
+        write_build_report(info, report)
+    return info, [report.info, report.markdown, report.html]
+
+
+def _describe_model(config: Config) -> str:
+    model = config.model
+    if model.path is not None:
+        return f"model file {display_path(model.path)}"
+    height, width, channels = model.input_shape
+    heads = ", ".join(h.name for h in model.heads)
+    return (
+        f"{model.backbone} alpha {model.alpha}, {height}x{width}x{channels}, output stride "
+        f"{output_stride(model)}, heads {heads}"
+    )
+
+
+def train_stage(
+    config: Config, built: BuiltModel, stage: Stage
+) -> tuple[TrainingOutcome, tuple[LabelledImages, LabelledImages]]:
+    """Train the float model; return the outcome and the (training, validation) sets."""
+    train = config.train
+    with stage("data", f"labelled images from {display_path(train.data)}"):
+        data = read_labelled(train.data, built.heads, built.input_shape, "train.data")
+        if isinstance(train.validation, Path):
+            training = data
+            validation = read_labelled(
+                train.validation, built.heads, built.input_shape, "train.validation"
+            )
+        else:
+            training, validation = split_validation(data, train.validation, train.seed)
+    unknown = sorted(set(train.loss_weights) - {h.name for h in built.heads})
+    if unknown:
+        raise UserError(f"train.loss_weights.{unknown[0]}: the model has no head of that name")
+    detail = (
+        f"{len(training.pixels)} images, {len(validation.pixels)} for validation, "
+        f"up to {train.epochs} epochs"
+    )
+    with stage("train", detail):
+        # Our MobileNet trains with a free batch size, then its weights go to the batch-1 model.
+        trainable = built.model if config.model.path else build_model(config.model, None)
+        result = train_model(
+            trainable,
+            built.heads,
+            training,
+            validation,
+            train,
+            config.calibration.input_range,
+            lambda record: stage.note(_epoch_line(record, train.epochs)),
+        )
+        if trainable is not built.model:
+            built.model.set_weights(trainable.get_weights())
+    stage.note(f"{result.images_per_second:,.0f} images/s")
+    return TrainingOutcome(result, train.data, train.validation), (training, validation)
+
+
+def fine_tune_stage(
+    config: Config,
+    built: BuiltModel,
+    sets: tuple[LabelledImages, LabelledImages],
+    calibration_pixels,
+    stage: Stage,
+) -> QatResult:
+    """Quantization-aware fine-tuning of a copy of the trained float model; `built.model` keeps
+    the float weights (the .keras file, the float accuracy and post-training quantization)."""
+    train = config.train
+    detail = f"quantization-aware training, {train.qat.epochs} epochs"
+    with stage("qat", detail):
+        result = fine_tune(
+            *model_copies(config.model, built),
+            built.heads,
+            *sets,
+            train,
+            calibration_pixels,
+            config.calibration.input_range,
+            lambda record: stage.note(_epoch_line(record, train.qat.epochs)),
+        )
+        stage.note(f"{result.training.images_per_second:,.0f} images/s")
+    return result
+
+
+def _epoch_line(record, epochs: int) -> str:
+    heads = ", ".join(
+        f"{name} {record.accuracy[name]:.1%}/{record.val_accuracy[name]:.1%}"
+        for name in record.accuracy
+    )
+    return (
+        f"epoch {record.epoch}/{epochs}: loss {record.loss:.3f}, val_loss {record.val_loss:.3f}; "
+        f"accuracy train/val: {heads}"
+    )
+
+
+def _evaluate(
+    config, built, content, tflite, keras_path, stage: Stage, post_training: bytes | None = None
+) -> AccuracyOutcome:
+    """Accuracy of the float model and of `content`; with `post_training` (a QAT build's
+    post-training-quantized model) that model's accuracy too, from the same runtime."""
+    source = config.evaluation.data
+    input_range = config.calibration.input_range
+    with stage("evaluate", f"float vs quantized accuracy on {display_path(source)}"):
+        data = read_labelled(source, built.heads, built.input_shape, "evaluation.data")
+        heads = evaluate_accuracy(built.model, content, tflite, built.heads, data, input_range)
+        compared = None
+        if post_training is not None:
+            compared = evaluate_accuracy(
+                built.model,
+                post_training,
+                read_tflite(post_training),
+                built.heads,
+                data,
+                input_range,
+            )
+    return AccuracyOutcome(heads, source, keras_path.stat().st_size, len(content), compared)

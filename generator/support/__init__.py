@@ -1,0 +1,2 @@
+"""Helpers every layer uses: keeping engine logs quiet, writing files atomically, and the small
+text helpers of messages."""

@@ -1,0 +1,110 @@
+import keras
+import numpy as np
+import tensorflow as tf
+from conftest import digit_images
+
+from generator.config.schema import AugmentConfig, Head, ModelConfig, TrainConfig
+from generator.data.labelled import MISSING, LabelledImages
+from generator.model.build import build_model
+from generator.model.train import masked_sparse_crossentropy, split_validation, train_model
+
+HEADS = (Head("digit", 10, None), Head("parity", 2, None), Head("high", 2, None))
+MODEL = ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), HEADS, None, 0)
+
+
+def _digits(count: int) -> LabelledImages:
+    pixels, digits = digit_images()
+    labels = np.stack([digits, digits % 2, (digits >= 5).astype(int)], axis=1)[:count]
+    classes = {"digit": tuple(map(str, range(10))), "parity": ("0", "1"), "high": ("0", "1")}
+    return LabelledImages(pixels[:count], labels, classes)
+
+
+def _config(epochs: int, **changes) -> TrainConfig:
+    settings = dict(
+        data=None,
+        validation=0.2,
+        epochs=epochs,
+        batch_size=32,
+        learning_rate=0.003,
+        schedule="cosine",
+        loss_weights={},
+        early_stopping=0,
+        augment=AugmentConfig(flip=False, shift=0.1, brightness=0.1),
+        seed=0,
+    )
+    return TrainConfig(**(settings | changes))
+
+
+def test_a_head_without_labels_in_the_batch_gets_no_gradient():
+    model = build_model(MODEL, batch_size=None)
+    pixels, digits = digit_images()
+    x = pixels[:16].astype("float32") / 255
+    parity = np.full(16, MISSING)  # no parity label anywhere in this batch
+    with tf.GradientTape() as tape:
+        outputs = model(x, training=True)
+        loss = tf.reduce_mean(masked_sparse_crossentropy(digits[:16], outputs["digit"]))
+        loss += tf.reduce_mean(masked_sparse_crossentropy(parity, outputs["parity"]))
+    parity_kernel = model.get_layer("parity_logits").kernel
+    digit_kernel = model.get_layer("digit_logits").kernel
+    gradients = tape.gradient(loss, [parity_kernel.value, digit_kernel.value])
+    assert gradients[0] is None or np.all(gradients[0].numpy() == 0)
+    assert np.abs(gradients[1].numpy()).max() > 0
+
+
+def test_masked_loss_averages_over_labelled_images_only():
+    logits = tf.constant([[2.0, 0.0], [0.0, 2.0], [5.0, -5.0], [1.0, 1.0]])
+    labels = tf.constant([0, 0, MISSING, MISSING])
+    expected = (
+        keras.losses.sparse_categorical_crossentropy(
+            tf.constant([0, 0]), logits[:2], from_logits=True
+        )
+        .numpy()
+        .mean()
+    )
+    masked = tf.reduce_mean(masked_sparse_crossentropy(labels, logits)).numpy()
+    assert np.isclose(masked, expected)
+
+
+def test_training_lifts_every_head_well_above_chance():
+    data = _digits(1200)
+    training, validation = split_validation(data, 0.2, seed=0)
+    model = build_model(MODEL, batch_size=None)
+    records = []
+    config = _config(12, batch_size=16, augment=None)
+    result = train_model(model, HEADS, training, validation, config, (0.0, 1.0), records.append)
+    assert [r.epoch for r in records] == list(range(1, 13))
+    assert (result.train_images, result.validation_images) == (960, 240)
+    best = records[result.best_epoch - 1]
+    assert best.val_loss == min(r.val_loss for r in records)
+    # chance: 10% for digit, 50% for the two binary heads
+    assert best.val_accuracy["digit"] > 0.6
+    assert best.val_accuracy["parity"] > 0.75 and best.val_accuracy["high"] > 0.75
+    # the kept weights are the best epoch's: recompute its validation accuracy
+    outputs = model.predict(validation.pixels / np.float32(255), verbose=0)
+    accuracy = np.mean(outputs["digit"].argmax(1) == validation.labels[:, 0])
+    assert np.isclose(accuracy, best.val_accuracy["digit"], atol=1e-6)
+
+
+def test_training_is_reproducible_for_a_seed():
+    data = _digits(200)
+    training, validation = split_validation(data, 0.25, seed=0)
+
+    def weights():
+        model = build_model(MODEL, batch_size=None)
+        train_model(model, HEADS, training, validation, _config(2), (0.0, 1.0), lambda r: None)
+        return model.get_weights()
+
+    for a, b in zip(weights(), weights(), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_warm_up_rises_from_zero_to_the_peak_then_decays():
+    data = _digits(64)
+    training, validation = split_validation(data, 0.25, seed=0)
+    model = build_model(MODEL, batch_size=None)
+    config = _config(3, batch_size=16, augment=None, learning_rate=0.01, warmup_epochs=1)
+    train_model(model, HEADS, training, validation, config, (0.0, 1.0), lambda record: None)
+    schedule = model.optimizer._learning_rate  # 48 images: 3 steps per epoch
+    rates = [float(schedule(step)) for step in (0, 3, 9)]
+    assert rates[0] == 0.0 and np.isclose(rates[1], 0.01) and rates[2] < 1e-6
+    assert int(model.optimizer.iterations.numpy()) == 9

@@ -1,0 +1,163 @@
+"""`python -m generator report FOLDER`: the Markdown and HTML again from a build's JSON alone; a
+bad folder or JSON is one line and exit code 2, with nothing written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from generator.cli import main
+
+FILES = ("default_quantization_info.json", "default_report.md", "default_report.html")
+
+
+def _copy(build, folder):
+    """The report's three files of `build`, alone in `folder`."""
+    folder.mkdir()
+    for name in FILES:
+        shutil.copy(build / name, folder / name)
+    return folder
+
+
+def _snapshot(folder) -> dict:
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def test_report_renders_the_same_files_again(demo_sized_build, tmp_path, capsys):
+    folder = _copy(demo_sized_build, tmp_path / "copy")
+    for name in FILES[1:]:
+        (folder / name).unlink()
+    assert main(["report", str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "wrote:"
+    assert [line.strip().rsplit("/", 1)[-1] for line in lines[1:]] == list(FILES[1:])
+    for name in FILES:
+        assert (folder / name).read_bytes() == (demo_sized_build / name).read_bytes(), name
+    assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)  # no .partial left
+
+
+def test_report_renders_a_comparison_alone_again(comparison, tmp_path, capsys):
+    """A folder `compare` wrote without a build: its Markdown and HTML from its JSON."""
+    source, _, _ = comparison
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    shutil.copy(source / "small_compare.json", folder)
+    assert main(["report", str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.strip().rsplit("/", 1)[-1] for line in lines[1:]] == [
+        "small_compare.md",
+        "small_compare.html",
+    ]
+    for name in ("small_compare.md", "small_compare.html"):
+        assert (folder / name).read_bytes() == (source / name).read_bytes(), name
+
+
+def _older(info: dict) -> dict:
+    return {**info, "schema_version": 1}
+
+
+def _cut(info: dict) -> dict:
+    return {key: value for key, value in info.items() if key != "vela"}
+
+
+def _retyped(info: dict) -> dict:
+    return {**info, "boards": ["corstone_300"]}
+
+
+def _before_output_stride(info: dict) -> dict:
+    model = {key: value for key, value in info["model"].items() if key != "output_stride"}
+    return {**info, "schema_version": 2, "model": model}
+
+
+def test_a_complete_version_2_record_is_upgraded(demo_sized_build, tmp_path, capsys):
+    """Builds that wrote schema_version 2 with every field of version 3 render as version 3."""
+    folder = _copy(demo_sized_build, tmp_path / "copy")
+    record = folder / FILES[0]
+    record.write_text(record.read_text().replace('"schema_version": 3', '"schema_version": 2'))
+    (folder / FILES[1]).unlink()
+    assert main(["report", str(folder)]) == 0
+    assert (folder / FILES[1]).read_bytes() == (demo_sized_build / FILES[1]).read_bytes()
+    assert json.loads(record.read_text())["schema_version"] == 2  # the record itself is as it was
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_older, "has schema_version 1, this generator renders schema_version 3"),
+        (lambda info: [info], "has schema_version None"),
+        (_cut, "does not follow schema_version 3 (UndefinedError: 'dict object' has no attribute"),
+        (_retyped, "does not follow schema_version 3 (UndefinedError"),
+        (_before_output_stride, "schema_version 2 record from before model.output_stride was"),
+    ],
+)
+def test_a_json_of_another_schema_is_refused(demo_sized_build, tmp_path, capsys, change, message):
+    folder = _copy(demo_sized_build, tmp_path / "copy")
+    info = json.loads((folder / FILES[0]).read_text())
+    (folder / FILES[0]).write_text(json.dumps(change(info)))
+    before = _snapshot(folder)
+    assert main(["report", str(folder)]) == 2
+    _one_error_line(capsys, message)
+    assert _snapshot(folder) == before
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda folder: folder.rmdir(), "copy not found: give a build's output folder"),
+        (lambda folder: folder.rmdir() or folder.write_text("x"), "copy is not a folder"),
+        (lambda folder: None, "holds no *_quantization_info.json or *_compare.json"),
+        (
+            lambda folder: (folder / "a_compare.json").write_text('{"schema_version": 2}'),
+            "a_compare.json has schema_version 2, this generator renders schema_version 1: "
+            "compare again with 'python -m generator compare'",
+        ),
+        (
+            lambda folder: (folder / "a_compare.json").write_text('{"schema_version": 1}'),
+            "a_compare.json does not follow schema_version 1 (KeyError: 'reference')",
+        ),
+        (
+            lambda folder: (folder / FILES[0]).write_bytes(b"\xff{not json"),
+            "default_quantization_info.json cannot be read",
+        ),
+        (
+            lambda folder: (folder / FILES[0]).write_text('{"schema_version": 2'),
+            "default_quantization_info.json cannot be read (Expecting",
+        ),
+        (
+            lambda folder: [
+                (folder / f"{n}_quantization_info.json").write_text("{}") for n in "ab"
+            ],
+            "holds several builds' JSON (a_quantization_info.json, b_quantization_info.json)",
+        ),
+    ],
+)
+def test_a_bad_folder_or_json_is_one_line(tmp_path, capsys, make, message):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    make(folder)
+    before = _snapshot(folder) if folder.is_dir() else None
+    assert main(["report", str(folder)]) == 2
+    _one_error_line(capsys, message)
+    assert (_snapshot(folder) if folder.is_dir() else None) == before
+
+
+def test_a_folder_that_cannot_be_written_keeps_its_files(demo_sized_build, tmp_path, capsys):
+    folder = _copy(demo_sized_build, tmp_path / "copy")
+    (folder / FILES[0]).write_text(
+        (demo_sized_build / FILES[0]).read_text().replace('"name": "default"', '"name": "new"')
+    )
+    before = _snapshot(folder)
+    # A folder in the way of the HTML's temporary name: the Markdown is written, the HTML is not.
+    (folder / ".default_report.html.partial").mkdir()
+    assert main(["report", str(folder)]) == 2
+    _one_error_line(capsys, "report: cannot write in")
+    (folder / ".default_report.html.partial").rmdir()
+    assert _snapshot(folder) == before  # the new Markdown was not renamed into place either
+
+
+def _one_error_line(capsys, fragment: str) -> None:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: report: "), lines
+    assert fragment in lines[0], lines[0]
