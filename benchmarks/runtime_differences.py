@@ -11,7 +11,7 @@ runtime agrees trivially). The model is quantized on 100 photos like a build doe
 interpreter (XNNPACK). The table gives, per model, the largest difference from TFLite Micro in
 quantization steps over all heads, and the lowest top-1 agreement of any head.
 
-`verify.SQNR_MARGIN_DB` is set from this table (README, "How the runtimes differ").
+`verify.SQNR_MARGIN_DB` is set from this table (docs/verification.md).
 """
 
 from __future__ import annotations
@@ -64,12 +64,24 @@ def main() -> None:
     for size in args.sizes:
         shape = tuple(int(v) for v in size.split("x"))
         calibration = CalibrationConfig(
-            REPO / "representative_data/photos", 100, args.images, (0.0, 1.0)
+            data=REPO / "representative_data/photos",
+            samples=100,
+            holdout=args.images,
+            input_range=(0.0, 1.0),
         )
         images = load_calibration_set(calibration, shape, 0)
         for backbone in BACKBONES:
             for statistics in ("initial", "photos"):
-                model = build_model(ModelConfig(backbone, 0.35, shape, heads, None, 0))
+                model = build_model(
+                    ModelConfig(
+                        backbone=backbone,
+                        alpha=0.35,
+                        input_shape=shape,
+                        heads=heads,
+                        weights=None,
+                        seed=0,
+                    )
+                )
                 if statistics == "photos":
                     for layer in model.layers:
                         if isinstance(layer, keras.layers.BatchNormalization):
@@ -79,11 +91,17 @@ def main() -> None:
                     model,
                     images.calibration,
                     (0.0, 1.0),
-                    QuantizationConfig("uint8", True),
+                    QuantizationConfig(io_dtype="uint8", per_channel=True),
                     heads=[h.name for h in heads],
                 )
                 tflite = read_tflite(content)
-                outputs = integer_outputs(content, tflite, images.held_out, heads, (0.0, 1.0))
+                outputs = integer_outputs(
+                    content=content,
+                    tflite=tflite,
+                    pixels=images.held_out,
+                    heads=heads,
+                    input_range=(0.0, 1.0),
+                )
                 expected = float_logits(model, images.held_out, (0.0, 1.0))
                 differences = compare_runtimes(outputs, expected, tflite)
                 cells = []

@@ -2,6 +2,8 @@
 `report FOLDER`, `export-digits DIR`.
 
 Parses arguments, runs the stages, prints progress to stderr and the written paths at the end.
+Each command imports what it needs when it runs, so `report` loads no config machinery and no
+engine, and no command imports TensorFlow before its config is validated.
 A user's mistake (`UserError`) becomes one line on stderr and exit code 2, with no traceback
 unless `--debug`; `--debug` also lets TensorFlow's and Vela's own logging through.
 """
@@ -15,18 +17,18 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from generator import __version__
-from generator.config.loading import load_config
-from generator.config.modes import compare_modes
-from generator.config.schema import HOST_MODES, Config
-from generator.data.images import find_images, select_images
-from generator.data.labelled import read_labelled
 from generator.errors import UserError, VerificationError
 from generator.support.quiet import muted, quiet_tensorflow
 from generator.support.text import display_path
+
+if TYPE_CHECKING:
+    from generator.config.schema import Config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,16 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     # build of the same name removes what such a build left).
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if args.command == "export-digits":
-            return _export_digits(args.folder, args.folders)
-        if args.command == "report":
-            return _report(args.folder)
-        if args.command == "sweep":
-            return _sweep(args)
-        config = load_config(Path(args.config), args.set, getattr(args, "output_dir", None))
-        if args.command == "compare":
-            return _compare(config, args.modes)
-        return args.run(config)
+        return args.command.run(args)
     except UserError as error:
         if args.debug:
             traceback.print_exc()
@@ -65,92 +58,109 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+@dataclass(frozen=True)
+class _Command:
+    """One command: its name, its help, what it takes and what runs it."""
+
+    name: str
+    help: str
+    arguments: tuple[Callable[[argparse.ArgumentParser], None], ...]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _config_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("config", help="YAML config file")
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value by its dotted path, e.g. model.alpha=0.5",
+    )
+    command.add_argument(
+        "--output-dir", type=Path, help="the build's output.dir, overriding the config"
+    )
+
+
+def _modes_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--modes",
+        metavar="MODE,...",
+        help="modes to compare, from full_integer, int16x8, dynamic_range, float16, "
+        "float32, qat (needs train:), mixed (needs quantization.keep_float or "
+        "quantization.int16); default: every mode the config can make",
+    )
+
+
+def _sweep_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,VALUE",
+        help="a config value to vary, e.g. model.alpha=0.25,0.5 or "
+        "model.input_shape=[64,64,3],[96,96,3]; one --grid per key",
+    )
+    command.add_argument(
+        "--jobs",
+        type=int,
+        help="variants built at once (default: one per CPU, at most one per variant)",
+    )
+    command.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: a process pool; ray: Ray tasks (pip install -e '.[ray]')",
+    )
+    command.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster (e.g. ray://head:10001 or head:6379); "
+        "default: start a local Ray instance",
+    )
+
+
+def _report_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "folder",
+        type=Path,
+        help="a build's output folder, <output.dir>/<name>, or a sweep's, "
+        "<output.dir>/<name>_sweep",
+    )
+
+
+def _export_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("folder", type=Path, help="where to write images/ and the CSV files")
+    command.add_argument("--folders", action="store_true", help="also the <head>/<class>/ layout")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m generator",
         description="Multi-head MobileNet -> integer TFLite -> Vela for Arm Ethos-U.",
     )
     parser.add_argument("--version", action="version", version=f"generator {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, run, help_text in (
-        ("build", _build, "build, train, quantize, compile and report"),
-        ("validate", _validate, "check the config and its images without building"),
-        ("evaluate", _evaluate, "re-run only the accuracy evaluation on an existing build"),
-        ("compare", _compare, "build every quantization mode from one float model and compare"),
-        ("sweep", _sweep, "build every combination of a grid of config values and rank them"),
-    ):
-        command = commands.add_parser(name, help=help_text)
-        command.add_argument("config", help="YAML config file")
-        command.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override one config value by its dotted path, e.g. model.alpha=0.5",
-        )
-        command.add_argument("--debug", action="store_true", help="tracebacks and engine logs")
-        command.set_defaults(run=run)
-        command.add_argument(
-            "--output-dir", type=Path, help="the build's output.dir, overriding the config"
-        )
-        if name == "compare":
-            command.add_argument(
-                "--modes",
-                metavar="MODE,...",
-                help="modes to compare, from full_integer, int16x8, dynamic_range, float16, "
-                "float32, qat (needs train:), mixed (needs quantization.keep_float or "
-                "quantization.int16); "
-                "default: every mode the config can make",
-            )
-        if name == "sweep":
-            command.add_argument(
-                "--grid",
-                action="append",
-                default=[],
-                metavar="KEY=VALUE,VALUE",
-                help="a config value to vary, e.g. model.alpha=0.25,0.5 or "
-                "model.input_shape=[64,64,3],[96,96,3]; one --grid per key",
-            )
-            command.add_argument(
-                "--jobs",
-                type=int,
-                help="variants built at once (default: one per CPU, at most one per variant)",
-            )
-            command.add_argument(
-                "--backend",
-                choices=("local", "ray"),
-                default="local",
-                help="local: a process pool; ray: Ray tasks (pip install -e '.[ray]')",
-            )
-            command.add_argument(
-                "--ray-address",
-                metavar="ADDR",
-                help="join this Ray cluster (e.g. ray://head:10001 or head:6379); "
-                "default: start a local Ray instance",
-            )
-    report = commands.add_parser(
-        "report",
-        help="render an existing build's (comparison's, sweep's) Markdown and HTML again from its "
-        "JSON",
-    )
-    report.add_argument(
-        "folder",
-        type=Path,
-        help="a build's output folder, <output.dir>/<name>, or a sweep's, "
-        "<output.dir>/<name>_sweep",
-    )
-    report.add_argument("--debug", action="store_true", help="tracebacks")
-    export = commands.add_parser(
-        "export-digits", help="write scikit-learn's digits as a labelled set with three heads"
-    )
-    export.add_argument("folder", type=Path, help="where to write images/ and the CSV files")
-    export.add_argument("--folders", action="store_true", help="also the <head>/<class>/ layout")
-    export.add_argument("--debug", action="store_true", help="tracebacks")
+    commands = parser.add_subparsers(dest="name", required=True)
+    for command in _COMMANDS:
+        subparser = commands.add_parser(command.name, help=command.help)
+        for add_arguments in command.arguments:
+            add_arguments(subparser)
+        subparser.add_argument("--debug", action="store_true", help="tracebacks and engine logs")
+        subparser.set_defaults(command=command)
     return parser
 
 
-def _validate(config: Config) -> int:
-    """Check what a build would need: the config (already parsed) and usable images."""
+def _config(args: argparse.Namespace) -> Config:
+    from generator.config.loading import load_config
+
+    return load_config(Path(args.config), args.set, args.output_dir)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """Check what a build would need: the config and usable images, without TensorFlow."""
+    from generator.data.images import find_images, select_images
+
+    config = _config(args)
     # A model file's input shape is only known once TensorFlow reads it: check decoding only.
     shape = config.model.input_shape or (32, 32, 3)
     found = len(find_images(config.calibration.data))
@@ -188,6 +198,8 @@ def _check_labelled_sets(config: Config) -> list[str]:
 
     A model file's heads are only known once TensorFlow reads it, so those wait for the build.
     """
+    from generator.data.labelled import read_labelled
+
     if config.model.path is not None:
         return []
     sets = []
@@ -208,7 +220,10 @@ def _check_labelled_sets(config: Config) -> list[str]:
     return lines
 
 
-def _build(config: Config) -> int:
+def _build(args: argparse.Namespace) -> int:
+    from generator.config.schema import HOST_MODES
+
+    config = _config(args)
     mode = config.quantization.mode
     if mode in HOST_MODES:
         raise UserError(
@@ -219,8 +234,11 @@ def _build(config: Config) -> int:
     return _run_pipeline(config, "building", "run_build")
 
 
-def _compare(config: Config, modes: str | None) -> int:
-    chosen = compare_modes(modes, config)
+def _compare(args: argparse.Namespace) -> int:
+    from generator.config.modes import compare_modes
+
+    config = _config(args)
+    chosen = compare_modes(args.modes, config)
     print(
         f"generator {__version__}: comparing {', '.join(chosen)} for {config.name} from "
         f"{config.source}",
@@ -350,8 +368,8 @@ class _SweepProgress:
         )
 
 
-def _evaluate(config: Config) -> int:
-    return _run_pipeline(config, "evaluating", "run_evaluate")
+def _evaluate(args: argparse.Namespace) -> int:
+    return _run_pipeline(_config(args), "evaluating", "run_evaluate")
 
 
 def _run_pipeline(config: Config, verb: str, function: str) -> int:
@@ -368,17 +386,18 @@ def _run_pipeline(config: Config, verb: str, function: str) -> int:
     return 0
 
 
-def _report(folder: Path) -> int:
+def _report(args: argparse.Namespace) -> int:
     from generator.runs.report import rerender  # Jinja2 and Matplotlib, not TensorFlow
 
-    written = rerender(folder)
+    written = rerender(args.folder)
     print("wrote:")
     for path in written:
         print(f"  {display_path(path)}")
     return 0
 
 
-def _export_digits(folder: Path, folders: bool) -> int:
+def _export_digits(args: argparse.Namespace) -> int:
+    folder, folders = args.folder, args.folders
     from generator.data.digits import export_digits
 
     existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
@@ -460,3 +479,50 @@ class _StagePrinter:
     def _end_line(self, text: str) -> None:
         print(text if self.open_line else f"    done{text}", file=sys.stderr, flush=True)
         self.open_line = False
+
+
+# Every command: name, help, arguments, handler. `main` runs the handler the parser chose.
+_COMMANDS = (
+    _Command(
+        "build",
+        "build, train, quantize, compile and report",
+        (_config_arguments,),
+        _build,
+    ),
+    _Command(
+        "validate",
+        "check the config and its images without building",
+        (_config_arguments,),
+        _validate,
+    ),
+    _Command(
+        "evaluate",
+        "re-run only the accuracy evaluation on an existing build",
+        (_config_arguments,),
+        _evaluate,
+    ),
+    _Command(
+        "compare",
+        "build every quantization mode from one float model and compare",
+        (_config_arguments, _modes_argument),
+        _compare,
+    ),
+    _Command(
+        "sweep",
+        "build every combination of a grid of config values and rank them",
+        (_config_arguments, _sweep_arguments),
+        _sweep,
+    ),
+    _Command(
+        "report",
+        "render an existing build's (comparison's, sweep's) Markdown and HTML again from its JSON",
+        (_report_arguments,),
+        _report,
+    ),
+    _Command(
+        "export-digits",
+        "write scikit-learn's digits as a labelled set with three heads",
+        (_export_arguments,),
+        _export_digits,
+    ),
+)

@@ -131,7 +131,14 @@ def digits_model_config(weights: Path | None = None):
     from generator.config.schema import Head, ModelConfig
 
     heads = (Head("digit", 10, None), Head("parity", 2, ("even", "odd")))
-    return ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), heads, weights, 0)
+    return ModelConfig(
+        backbone="mobilenet_v1",
+        alpha=0.25,
+        input_shape=(32, 32, 1),
+        heads=heads,
+        weights=weights,
+        seed=0,
+    )
 
 
 def digits_output_sqnr(model, content: bytes, pixels: np.ndarray) -> float:
@@ -143,7 +150,9 @@ def digits_output_sqnr(model, content: bytes, pixels: np.ndarray) -> float:
 
     tflite = read_tflite(content)
     heads = digits_model_config().heads
-    raw = integer_outputs(content, tflite, pixels, heads, (0.0, 1.0))["tflite_micro"]
+    raw = integer_outputs(
+        content=content, tflite=tflite, pixels=pixels, heads=heads, input_range=(0.0, 1.0)
+    )["tflite_micro"]
     expected = float_logits(model, pixels, (0.0, 1.0))
     actual = dequantize(raw, tflite)
     return min(sqnr_db(expected[h.name], actual[h.name]) for h in heads)
@@ -163,14 +172,25 @@ def small_tflite():
     def convert(backbone: str) -> bytes:
         if backbone not in cache:
             heads = (Head("object", 3, None), Head("light", 2, None))
-            model = build_model(ModelConfig(backbone, 0.25, (32, 32, 3), heads, None, 0))
-            calibration = CalibrationConfig(PHOTOS, 16, 1, (0.0, 1.0))
+            model = build_model(
+                ModelConfig(
+                    backbone=backbone,
+                    alpha=0.25,
+                    input_shape=(32, 32, 3),
+                    heads=heads,
+                    weights=None,
+                    seed=0,
+                )
+            )
+            calibration = CalibrationConfig(
+                data=PHOTOS, samples=16, holdout=1, input_range=(0.0, 1.0)
+            )
             images = load_calibration_set(calibration, (32, 32, 3), 0)
             cache[backbone] = convert_to_tflite(
                 model,
                 images.calibration,
                 (0.0, 1.0),
-                QuantizationConfig("uint8", True),
+                QuantizationConfig(io_dtype="uint8", per_channel=True),
                 heads=[h.name for h in heads],
             )
         return cache[backbone]

@@ -50,6 +50,7 @@ class HeadAccuracy:
 
 
 def evaluate_accuracy(
+    *,
     model,
     content: bytes,
     tflite: TfliteModel,
@@ -58,7 +59,9 @@ def evaluate_accuracy(
     input_range: tuple[float, float],
 ) -> dict[str, HeadAccuracy]:
     expected = float_logits(model, data.pixels, input_range)
-    outputs = integer_outputs(content, tflite, data.pixels, heads, input_range)
+    outputs = integer_outputs(
+        content=content, tflite=tflite, pixels=data.pixels, heads=heads, input_range=input_range
+    )
     logits = {runtime: dequantize(raw, tflite) for runtime, raw in outputs.items()}
     check_runtimes(
         compare_runtimes(outputs, expected, tflite),

@@ -67,6 +67,7 @@ _ALPHAS = (1.4, 1.3, 1.0, 0.75, 0.5, 0.35, 0.25)
 
 
 def fit_on_board(
+    *,
     board: Board,
     sram_needed: int,
     flash_needed: int,

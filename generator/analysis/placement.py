@@ -91,10 +91,10 @@ def compile_placements(
     board = own.target.board
     return [
         compile_for_target(
-            tflite_path,
-            target,
-            optimise,
-            output_dir / target.memory_mode,
+            tflite_path=tflite_path,
+            target=target,
+            optimise=optimise,
+            output_dir=output_dir / target.memory_mode,
             arena_cache_bytes=board.sram_bytes if target.memory_mode == ARENA_IN_DRAM else None,
         )
         for target in placement_targets(own.target)
@@ -124,7 +124,14 @@ def judge_placements(
     placements = []
     for result in results:
         sram, other = memory_needed(result)
-        fit = fit_on_board(result.target.board, sram, other, alpha, input_shape, result.memory_mode)
+        fit = fit_on_board(
+            board=result.target.board,
+            sram_needed=sram,
+            flash_needed=other,
+            alpha=alpha,
+            input_shape=input_shape,
+            memory_mode=result.memory_mode,
+        )
         if placements:  # shrinking the model is advice for the board's own placement only
             fit = replace(fit, hint="")
         placements.append(Placement(result, fit))

@@ -11,8 +11,8 @@ The host runtimes a user meets, LiteRT's built-in kernels and its default interp
 XNNPACK), run the same file; how far each is from TFLite Micro (the largest difference in
 quantization steps, top-1 agreement) and from the float model (SQNR) is reported per head as
 information. Different kernels round differently, and a network can amplify a one-step rounding
-difference in an early layer into tens of steps at its outputs (README, "How the runtimes
-differ"), so neither a step difference nor a top-1 difference is a defect by itself: two
+difference in an early layer into tens of steps at its outputs (docs/verification.md), so
+neither a step difference nor a top-1 difference is a defect by itself: two
 runtimes are two roundings of one model when each is about as close to the float model as the
 other. The build fails only for a real defect: TFLite Micro cannot run the model, or its top-1
 differs from LiteRT's built-in kernels while its logits are further from the float model than
@@ -42,7 +42,7 @@ from generator.errors import VerificationError
 # How much lower TFLite Micro's SQNR against the float model may be than that of LiteRT's
 # built-in kernels before a top-1 difference between the two counts as a defect: 3 dB is twice
 # the error power. On four backbones at two input sizes TFLite Micro was at most 0.6 dB below
-# LiteRT's built-in kernels (README, "How the runtimes differ"), even where the two disagreed on
+# LiteRT's built-in kernels (docs/verification.md), even where the two disagreed on
 # top-1 for 40% of the images; a model TFLite Micro computes wrongly is far beyond it.
 SQNR_MARGIN_DB = 3.0
 
@@ -99,6 +99,7 @@ class Verification:
 
 
 def integer_outputs(
+    *,
     content: bytes,
     tflite: TfliteModel,
     pixels: np.ndarray,
@@ -181,6 +182,7 @@ def is_constant(expected: np.ndarray, actual: np.ndarray) -> bool:
 
 
 def verify(
+    *,
     model,
     content: bytes,
     tflite: TfliteModel,
@@ -194,7 +196,9 @@ def verify(
     `layers` names the Keras layer of each tensor (`convert.tensor_layers`).
     """
     expected = float_logits(model, pixels, input_range)
-    outputs = integer_outputs(content, tflite, pixels, heads, input_range)
+    outputs = integer_outputs(
+        content=content, tflite=tflite, pixels=pixels, heads=heads, input_range=input_range
+    )
     micro = outputs[REFERENCE]
     actual = dequantize(micro, tflite)
     fidelity = {

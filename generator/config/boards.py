@@ -2,7 +2,7 @@
 the fit verdict of a compiled model on each.
 
 A board is an accelerator, a Vela system config and memory mode (from Vela's built-in
-`Arm/vela.ini` or from `generator/boards.ini`, which documents and sources its clocks and
+`Arm/vela.ini` or from `boards.ini` beside this module, which documents and sources its clocks and
 bandwidths), and two budgets: the SRAM a firmware can give the tensor arena and the flash (or
 MRAM, or DDR standing in for flash) that holds the model array. Every board's own memory mode is
 Shared_Sram: arena in SRAM, model read-only from the other memory. The other placements a board
@@ -136,6 +136,7 @@ def preset_boards() -> dict[str, Board]:
 
 
 def custom_board(
+    *,
     name: str,
     accelerator: str,
     clock_mhz: float,

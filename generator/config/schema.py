@@ -98,7 +98,7 @@ class Head:
     labels: tuple[str, ...] | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Our MobileNet (`backbone`...), or a trained Keras model of any architecture (`path`).
 
@@ -119,7 +119,7 @@ class ModelConfig:
     output_stride: int | None = None  # None: auto (see output_stride below)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CalibrationConfig:
     data: Path
     samples: int
@@ -127,12 +127,12 @@ class CalibrationConfig:
     input_range: tuple[float, float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class QuantizationConfig:
     """`io_dtype` and `per_channel` apply to the integer modes; `keep_float` and `int16` name
     Keras layers or TFLite operator types (upper case, e.g. MEAN) that a `full_integer` model
-    keeps in float32 or gives 16-bit activations (generator/convert.py,
-    generator/int16_layers.py)."""
+    keeps in float32 or gives 16-bit activations (generator/quantization/convert.py,
+    generator/quantization/int16_layers.py)."""
 
     io_dtype: str
     per_channel: bool
@@ -170,13 +170,13 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class QatConfig:
-    """Quantization-aware fine-tuning after float training (generator/qat.py)."""
+    """Quantization-aware fine-tuning after float training (generator/model/qat.py)."""
 
     epochs: int
     learning_rate: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     data: Path
     validation: float | Path  # a fraction of `data` held out, or a separate labelled set
@@ -225,7 +225,7 @@ def output_stride(config: ModelConfig) -> int:
     7×7 last map) but leaves a 32×32 input a single pixel before the pooling: every class is
     decided from one 1×1 vector, and the depthwise 3×3 filters of the last stages see only
     padding. Measured on the digits demo (MobileNetV1 α 0.25, 32×32), output stride 8 instead
-    of 32 raised `digit` from 95.5 % to 98.9 % at the same epochs (README, "Training").
+    of 32 raised `digit` from 95.5 % to 98.9 % at the same epochs (docs/training.md).
     """
     if config.output_stride is not None:
         return config.output_stride

@@ -101,7 +101,7 @@ def read_tflite(content: bytes) -> TfliteModel:
 
 
 def with_outputs(
-    content: bytes, order: list[int], names: list[str], input_name: str, signature_key: str
+    *, content: bytes, order: list[int], names: list[str], input_name: str, signature_key: str
 ) -> bytes:
     """`content` with output i being its output `order[i]`, named `names[i]`, and one signature
     (`signature_key`) mapping `input_name` and `names` to those tensors.

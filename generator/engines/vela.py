@@ -85,6 +85,7 @@ class VelaResult:
 
 
 def compile_for_target(
+    *,
     tflite_path: Path,
     target: VelaTarget,
     optimise: str,

@@ -33,7 +33,7 @@ from generator.errors import UserError
 BYTES_PER_LINE = 16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CompiledFor:
     """What a Vela-compiled array needs: None of it applies to the plain .tflite."""
 
@@ -54,6 +54,7 @@ class CArray:
 
 
 def write_c_array(
+    *,
     folder: Path,
     name: str,
     content: bytes,

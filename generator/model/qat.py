@@ -373,6 +373,7 @@ class QatResult:
 
 
 def fine_tune(
+    *,
     trainable: keras.Model,
     deployed: keras.Model,
     heads: tuple[Head, ...],
@@ -402,7 +403,15 @@ def fine_tune(
         early_stopping=0,
         warmup_epochs=0,
     )
-    result = train_model(qat_training, heads, training, validation, schedule, input_range, on_epoch)
+    result = train_model(
+        model=qat_training,
+        heads=heads,
+        training=training,
+        validation=validation,
+        config=schedule,
+        input_range=input_range,
+        on_epoch=on_epoch,
+    )
     deployed.set_weights(trainable.get_weights())
     qat_deployed = quantize_aware(deployed, input_range)
     copy_ranges(qat_training, qat_deployed)

@@ -7,7 +7,7 @@
   0 (`warmup_epochs`); light augmentation (horizontal flip, shift, brightness) on the training
   images only. The warm-up lets a higher peak rate train stably: on the digits demo, 0.01 with 2
   warm-up epochs reached a lower training loss and higher test accuracy than 0.003 without
-  (README, "Training").
+  (docs/training.md).
 - After every epoch the validation loss and per-head accuracy are measured; early stopping
   watches the validation loss, and the weights of the epoch with the lowest validation loss
   are the ones kept, whether or not training stopped early.
@@ -104,6 +104,7 @@ class MaskedAccuracy(keras.metrics.Metric):
 
 
 def train_model(
+    *,
     model: keras.Model,
     heads: tuple[Head, ...],
     training: LabelledImages,

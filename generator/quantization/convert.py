@@ -74,7 +74,11 @@ def convert_to_tflite(
     if quantization.int16:
         return _with_int16_layers(model, calibration_pixels, input_range, quantization, heads)
     converter, concrete, layer_names = make_converter(
-        model, calibration_pixels, input_range, quantization, heads
+        model=model,
+        calibration_pixels=calibration_pixels,
+        input_range=input_range,
+        quantization=quantization,
+        heads=heads,
     )
     mode = quantization.mode
     kept: tuple[list[str], list[str]] = ([], [])
@@ -82,7 +86,11 @@ def convert_to_tflite(
         try:
             if quantization.keep_float:
                 debugger, kept = quantization_debugger(
-                    converter, model, heads, quantization.keep_float, None
+                    converter=converter,
+                    model=model,
+                    heads=heads,
+                    kept=quantization.keep_float,
+                    debug_dataset=None,
                 )
                 content = _with_io_type(
                     debugger.get_nondebug_quantized_model(), io_dtype(quantization)
@@ -117,7 +125,11 @@ def convert_to_tflite(
     if mode in INTEGER_MODES:
         _refuse_float_operators(content, layer_names, mode, kept)
     content = with_outputs(
-        content, _head_positions(content, heads), heads, INPUT_NAME, SIGNATURE_KEY
+        content=content,
+        order=_head_positions(content, heads),
+        names=heads,
+        input_name=INPUT_NAME,
+        signature_key=SIGNATURE_KEY,
     )
     _check_io(content, heads, input_range, io_dtype(quantization))
     return content
@@ -155,7 +167,13 @@ def _with_int16_layers(
     _check_int16(tflite, int16, tensor_layers(float_model, model, heads))
     # The quantizer keeps the float model's signature, which names each output after its head.
     order = [tflite.output_position(head) for head in heads]
-    content = with_outputs(content, order, heads, INPUT_NAME, SIGNATURE_KEY)
+    content = with_outputs(
+        content=content,
+        order=order,
+        names=heads,
+        input_name=INPUT_NAME,
+        signature_key=SIGNATURE_KEY,
+    )
     _check_io(content, heads, input_range, io_dtype(quantization))
     return content
 
@@ -188,6 +206,7 @@ def _check_int16(
 
 
 def make_converter(
+    *,
     model,
     calibration_pixels: np.ndarray,
     input_range: tuple[float, float],
@@ -242,6 +261,7 @@ def float_samples(
 
 
 def quantization_debugger(
+    *,
     converter,
     model,
     heads: list[str],

@@ -55,6 +55,7 @@ def _clipped_share(float_values, quantized, scale, zero_point) -> float:
 
 
 def layer_errors(
+    *,
     model,
     calibration_pixels: np.ndarray,
     held_out_pixels: np.ndarray,
@@ -63,15 +64,21 @@ def layer_errors(
     heads: list[str],
 ) -> tuple[LayerError, ...]:
     """Every quantized operator's own error on `held_out_pixels`, worst first."""
-    converter, _, _ = make_converter(model, calibration_pixels, input_range, quantization, heads)
+    converter, _, _ = make_converter(
+        model=model,
+        calibration_pixels=calibration_pixels,
+        input_range=input_range,
+        quantization=quantization,
+        heads=heads,
+    )
     with muted():
         debugger, _ = quantization_debugger(
-            converter,
-            model,
-            heads,
-            quantization.keep_float,
-            lambda: float_samples(held_out_pixels, input_range),
-            {"clipped": _clipped_share},
+            converter=converter,
+            model=model,
+            heads=heads,
+            kept=quantization.keep_float,
+            debug_dataset=lambda: float_samples(held_out_pixels, input_range),
+            metrics={"clipped": _clipped_share},
         )
         debugger.run()
         dump = io.StringIO()

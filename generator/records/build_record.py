@@ -88,7 +88,7 @@ def quantization_info(
     qat: QatResult | None = None,
     layer_errors: tuple[LayerError, ...] | None = None,
 ) -> dict:
-    """The facts of one build, as the JSON schema documented in the README lays them out."""
+    """The facts of one build, as docs/outputs.md documents its schema."""
     fidelity = verification.fidelity
     dtypes = tflite.dtype_counts()
     (model_input,) = tflite.inputs

@@ -1,8 +1,7 @@
-"""The comparison's record and its Markdown: `<name>_compare.json` (schema_version 1, in the
-README) and `<name>_compare.md`, rendered from the same dictionary, as is `<name>_compare.html`
-(`html_report.render_compare_html`). What the pages show beyond the record (a mode's size and
-host latency relative to float32, its scores, its memory on each board) is worked out once, by
-`mode_figures`, which both renderers call; `report_files.write_compare_report` writes the three.
+"""The comparison's record, `<name>_compare.json` (schema in docs/outputs.md), from which its
+Markdown and HTML are rendered (`generator.rendering.pages`). What the pages show beyond the
+record (a mode's size and host latency relative to float32, its scores, its memory on each
+board) is worked out once, by `mode_figures`, which both pages call.
 
 The recommendation is worked out here, once, from the figures in the record, and stored in it:
 per Ethos-U target, the mode whose compiled model needs the least memory on the board (Vela's
@@ -34,6 +33,7 @@ HOST_LATENCY_TIE = 0.10
 
 
 def compare_info(
+    *,
     config: Config,
     built: BuiltModel,
     results: list,

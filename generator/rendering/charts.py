@@ -363,7 +363,7 @@ def runtimes_chart(runtimes: dict, fidelity: dict) -> str:
 
 @matplotlib.rc_context(_STYLE)
 def compare_chart(
-    modes: list[ModeFigures], heads: list[str], targets: list[str], reference: dict, score: str
+    *, modes: list[ModeFigures], heads: list[str], targets: list[str], reference: dict, score: str
 ) -> str:
     """A comparison at a glance, a row per mode in every panel: the .tflite's size and the host
     latency (bars, labelled with the figure and its ratio to float32), the score per head

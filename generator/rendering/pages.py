@@ -126,11 +126,11 @@ def compare_html(info: dict) -> str:
     chart = None
     if any(not mode.row["error"] for mode in values["modes"]):
         chart = charts.compare_chart(
-            values["modes"],
-            info["model"]["heads"],
-            [target["key"] for target in info["targets"]],
-            info["reference"],
-            values["score"],
+            modes=values["modes"],
+            heads=info["model"]["heads"],
+            targets=[target["key"] for target in info["targets"]],
+            reference=info["reference"],
+            score=values["score"],
         )
     return _HTML.get_template("compare.html").render(**values, figure=_markup(chart))
 

@@ -104,7 +104,13 @@ def _compare_into(folder: Path, config: Config, modes: tuple[str, ...], stage):
             qat_config = dataclasses.replace(
                 config, train=dataclasses.replace(config.train, qat=DEFAULT_QAT)
             )
-        qat_model = fine_tune_stage(qat_config, built, sets, calibration.calibration, stage).model
+        qat_model = fine_tune_stage(
+            config=qat_config,
+            built=built,
+            sets=sets,
+            calibration_pixels=calibration.calibration,
+            stage=stage,
+        ).model
     images, labels, source = calibration.held_out, None, "held-out calibration images"
     if config.evaluation is not None:
         with stage("data", f"evaluation images from {display_path(config.evaluation.data)}"):
@@ -143,23 +149,32 @@ def _compare_into(folder: Path, config: Config, modes: tuple[str, ...], stage):
     for mode in modes:
         with stage(f"mode {mode}", _mode_detail(mode, config)):
             result = _measure(
-                mode,
-                convert,
-                folder / COMPARISON_FOLDER / mode,
-                name,
-                config,
-                built,
-                images,
-                labels,
-                expected,
-                (reference, reference_figures["host_latency_ms"]) if mode == "float32" else None,
+                mode=mode,
+                convert=convert,
+                folder=folder / COMPARISON_FOLDER / mode,
+                name=name,
+                config=config,
+                built=built,
+                images=images,
+                labels=labels,
+                expected=expected,
+                made=(reference, reference_figures["host_latency_ms"])
+                if mode == "float32"
+                else None,
             )
         if result.error:
             stage.note(f"{mode} failed: {result.error}")
         results.append(result)
     with stage("report", f"{name}_compare.json, .md and .html"):
         described = {"source": source, "count": len(images), "labelled": labels is not None}
-        info = compare_info(config, built, results, folder, reference_figures, described)
+        info = compare_info(
+            config=config,
+            built=built,
+            results=results,
+            folder=folder,
+            reference=reference_figures,
+            images=described,
+        )
         report = write_compare_report(info, folder, name)
     written = [r.tflite for r in results if r.tflite] + report
     return info, written
@@ -173,6 +188,7 @@ def _mode_detail(mode: str, config: Config) -> str:
 
 
 def _measure(
+    *,
     mode: str,
     convert: Callable[[str], bytes],
     folder: Path,
@@ -253,7 +269,12 @@ def _vela_figures(
 ) -> VelaResult | str:
     """Vela's result for `target`, or its one-line error: the other targets and modes go on."""
     try:
-        return compile_for_target(tflite_path, target, config.vela.optimise, output_dir)
+        return compile_for_target(
+            tflite_path=tflite_path,
+            target=target,
+            optimise=config.vela.optimise,
+            output_dir=output_dir,
+        )
     except UserError as error:
         return str(error)
 

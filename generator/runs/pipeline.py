@@ -92,7 +92,13 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
 
     qat = None
     if config.train is not None and config.train.qat is not None:
-        qat = fine_tune_stage(config, built, sets, calibration.calibration, stage)
+        qat = fine_tune_stage(
+            config=config,
+            built=built,
+            sets=sets,
+            calibration_pixels=calibration.calibration,
+            stage=stage,
+        )
 
     heads = [head.name for head in built.heads]
     with stage("convert", f"quantizing on {len(calibration.calibration)} images"):
@@ -117,19 +123,22 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
     if config.quantization.mode == "full_integer" and not config.quantization.int16:
         with stage("layers", f"per-layer quantization error on {len(calibration.held_out)} images"):
             errors = layer_errors(
-                built.model,
-                calibration.calibration,
-                calibration.held_out,
-                input_range,
-                config.quantization,
-                heads,
+                model=built.model,
+                calibration_pixels=calibration.calibration,
+                held_out_pixels=calibration.held_out,
+                input_range=input_range,
+                quantization=config.quantization,
+                heads=heads,
             )
 
     targets = ", ".join(t.key for t in config.vela.targets)
     with stage("compile", f"Vela for {targets}"):
         vela_results = [
             compile_for_target(
-                tflite_path, target, config.vela.optimise, folder / "vela" / target.key
+                tflite_path=tflite_path,
+                target=target,
+                optimise=config.vela.optimise,
+                output_dir=folder / "vela" / target.key,
             )
             for target in config.vela.targets
         ]
@@ -157,7 +166,13 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
     images = len(calibration.held_out)
     with stage("verify", f"float vs TFLite Micro, LiteRT vs TFLite Micro, on {images} images"):
         verification = verify(
-            built.model, content, tflite, built.heads, calibration.held_out, input_range, layers
+            model=built.model,
+            content=content,
+            tflite=tflite,
+            heads=built.heads,
+            pixels=calibration.held_out,
+            input_range=input_range,
+            layers=layers,
         )
 
     with stage("arena", "smallest TFLite Micro tensor arena"):
@@ -258,15 +273,16 @@ def _write_c_arrays(
     section = config.output.c_array_section
     arrays = [
         write_c_array(
-            folder,
-            config.name,
-            content,
-            built.heads,
-            arena,
-            "measured in TFLite Micro on a 64-bit host, an upper bound for a 32-bit Cortex-M",
-            None,
-            section,
-            __version__,
+            folder=folder,
+            name=config.name,
+            content=content,
+            heads=built.heads,
+            arena_bytes=arena,
+            arena_basis="measured in TFLite Micro on a 64-bit host, an upper bound for a 32-bit "
+            "Cortex-M",
+            compiled_for=None,
+            section=section,
+            generator_version=__version__,
         )
     ]
     vela_version = importlib.metadata.version("ethos-u-vela")
@@ -274,25 +290,26 @@ def _write_c_arrays(
         target = result.target
         arrays.append(
             write_c_array(
-                result.tflite_path.parent,
-                config.name,
-                result.tflite_path.read_bytes(),
-                built.heads,
-                arena_bytes(result),
-                f"Vela's scratch tensor ({result.scratch_bytes:,} bytes) plus the documented "
-                f"{NPU_ARENA_MARGIN_BYTES} bytes for TFLite Micro, in {result.layout.arena}",
-                CompiledFor(
-                    target.accelerator,
-                    result.system_config,
-                    result.memory_mode,
-                    target.board.name if target.board else None,
-                    vela_version,
-                    result.layout.weights,
-                    result.layout.arena,
-                    result.fast_scratch_bytes,
+                folder=result.tflite_path.parent,
+                name=config.name,
+                content=result.tflite_path.read_bytes(),
+                heads=built.heads,
+                arena_bytes=arena_bytes(result),
+                arena_basis=f"Vela's scratch tensor ({result.scratch_bytes:,} bytes) plus the "
+                f"documented {NPU_ARENA_MARGIN_BYTES} bytes for TFLite Micro, in "
+                f"{result.layout.arena}",
+                compiled_for=CompiledFor(
+                    accelerator=target.accelerator,
+                    system_config=result.system_config,
+                    memory_mode=result.memory_mode,
+                    board=target.board.name if target.board else None,
+                    vela_version=vela_version,
+                    weights_in=result.layout.weights,
+                    arena_in=result.layout.arena,
+                    fast_memory_bytes=result.fast_scratch_bytes,
                 ),
-                section,
-                __version__,
+                section=section,
+                generator_version=__version__,
             )
         )
     return [path for array in arrays for path in (array.header, array.source)]
@@ -376,13 +393,13 @@ def train_stage(
         # Our MobileNet trains with a free batch size, then its weights go to the batch-1 model.
         trainable = built.model if config.model.path else build_model(config.model, None)
         result = train_model(
-            trainable,
-            built.heads,
-            training,
-            validation,
-            train,
-            config.calibration.input_range,
-            lambda record: stage.note(_epoch_line(record, train.epochs)),
+            model=trainable,
+            heads=built.heads,
+            training=training,
+            validation=validation,
+            config=train,
+            input_range=config.calibration.input_range,
+            on_epoch=lambda record: stage.note(_epoch_line(record, train.epochs)),
         )
         if trainable is not built.model:
             built.model.set_weights(trainable.get_weights())
@@ -391,6 +408,7 @@ def train_stage(
 
 
 def fine_tune_stage(
+    *,
     config: Config,
     built: BuiltModel,
     sets: tuple[LabelledImages, LabelledImages],
@@ -402,14 +420,18 @@ def fine_tune_stage(
     train = config.train
     detail = f"quantization-aware training, {train.qat.epochs} epochs"
     with stage("qat", detail):
+        trainable, deployed = model_copies(config.model, built)
+        training, validation = sets
         result = fine_tune(
-            *model_copies(config.model, built),
-            built.heads,
-            *sets,
-            train,
-            calibration_pixels,
-            config.calibration.input_range,
-            lambda record: stage.note(_epoch_line(record, train.qat.epochs)),
+            trainable=trainable,
+            deployed=deployed,
+            heads=built.heads,
+            training=training,
+            validation=validation,
+            config=train,
+            calibration_pixels=calibration_pixels,
+            input_range=config.calibration.input_range,
+            on_epoch=lambda record: stage.note(_epoch_line(record, train.qat.epochs)),
         )
         stage.note(f"{result.training.images_per_second:,.0f} images/s")
     return result
@@ -435,15 +457,22 @@ def _evaluate(
     input_range = config.calibration.input_range
     with stage("evaluate", f"float vs quantized accuracy on {display_path(source)}"):
         data = read_labelled(source, built.heads, built.input_shape, "evaluation.data")
-        heads = evaluate_accuracy(built.model, content, tflite, built.heads, data, input_range)
+        heads = evaluate_accuracy(
+            model=built.model,
+            content=content,
+            tflite=tflite,
+            heads=built.heads,
+            data=data,
+            input_range=input_range,
+        )
         compared = None
         if post_training is not None:
             compared = evaluate_accuracy(
-                built.model,
-                post_training,
-                read_tflite(post_training),
-                built.heads,
-                data,
-                input_range,
+                model=built.model,
+                content=post_training,
+                tflite=read_tflite(post_training),
+                heads=built.heads,
+                data=data,
+                input_range=input_range,
             )
     return AccuracyOutcome(heads, source, keras_path.stat().st_size, len(content), compared)

@@ -195,7 +195,7 @@ def build_variant(config: Config, debug: bool = False) -> VariantOutcome:
     global _building
     quiet_tensorflow(enabled=not debug)
     with muted():
-        from generator import pipeline
+        from generator.runs import pipeline
     folder = _building = Path(tempfile.mkdtemp(prefix="generator-sweep-"))
     try:
         config = replace(config, output=replace(config.output, dir=folder))

@@ -19,7 +19,7 @@ def test_accuracy_figures_match_an_independent_computation(digits_model_weights)
         model,
         pixels[:100],
         (0.0, 1.0),
-        QuantizationConfig("uint8", True),
+        QuantizationConfig(io_dtype="uint8", per_channel=True),
         heads=["digit", "parity"],
     )
     rows = slice(1500, 1700)
@@ -28,7 +28,14 @@ def test_accuracy_figures_match_an_independent_computation(digits_model_weights)
     data = LabelledImages(
         pixels[rows], labels, {"digit": tuple(map(str, range(10))), "parity": ("even", "odd")}
     )
-    result = evaluate_accuracy(model, content, read_tflite(content), config.heads, data, (0.0, 1.0))
+    result = evaluate_accuracy(
+        model=model,
+        content=content,
+        tflite=read_tflite(content),
+        heads=config.heads,
+        data=data,
+        input_range=(0.0, 1.0),
+    )
 
     runner = Interpreter(
         model_content=content,

@@ -37,7 +37,12 @@ def _placements(small_tflite, tmp_path, board):
     tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "small.tflite"
     path.write_bytes(small_tflite("mobilenet_v1"))
-    own = compile_for_target(path, _target(board), "Performance", tmp_path / board.name)
+    own = compile_for_target(
+        tflite_path=path,
+        target=_target(board),
+        optimise="Performance",
+        output_dir=tmp_path / board.name,
+    )
     others = compile_placements(path, own, "Performance", tmp_path / board.name)
     return judge_placements([own, *others], 0.25, (32, 32, 3))
 
@@ -63,7 +68,15 @@ def test_weights_in_sram_count_against_sram(small_tflite, tmp_path):
 
 def test_the_fastest_placement_that_fits_is_recommended(small_tflite, tmp_path):
     """A board whose SRAM holds the arena but not the model keeps its weights in flash."""
-    tight = custom_board("tight", "ethos-u55-128", 400, 64, 1600, 1024, 100)
+    tight = custom_board(
+        name="tight",
+        accelerator="ethos-u55-128",
+        clock_mhz=400,
+        sram_kib=64,
+        sram_mb_per_s=1600,
+        flash_kib=1024,
+        flash_mb_per_s=100,
+    )
     placements = _placements(small_tflite, tmp_path, tight)
     shared, sram_only = placements.placements
     assert shared.fit.fits and not sram_only.fit.fits

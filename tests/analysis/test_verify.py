@@ -26,7 +26,11 @@ def _trained(weights, calibration: np.ndarray):
     config = digits_model_config(weights)
     model = build_model(config)
     content = convert_to_tflite(
-        model, calibration, (0.0, 1.0), QuantizationConfig("uint8", True), heads=HEADS
+        model,
+        calibration,
+        (0.0, 1.0),
+        QuantizationConfig(io_dtype="uint8", per_channel=True),
+        heads=HEADS,
     )
     return config, model, content
 
@@ -34,7 +38,15 @@ def _trained(weights, calibration: np.ndarray):
 def _verify(config, model, content, pixels):
     tflite = read_tflite(content)
     layers = tensor_layers(tflite, model, HEADS)
-    return verify(model, content, tflite, config.heads, pixels, (0.0, 1.0), layers)
+    return verify(
+        model=model,
+        content=content,
+        tflite=tflite,
+        heads=config.heads,
+        pixels=pixels,
+        input_range=(0.0, 1.0),
+        layers=layers,
+    )
 
 
 def _sqnr(expected, actual):

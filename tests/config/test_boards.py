@@ -47,7 +47,15 @@ def test_a_board_target_takes_the_preset(tmp_path):
 
 
 def test_custom_board_ini_turns_bandwidths_into_clock_scales():
-    board = custom_board("lab", "ethos-u85-256", 250, 1024, 2000, 4096, 500)
+    board = custom_board(
+        name="lab",
+        accelerator="ethos-u85-256",
+        clock_mhz=250,
+        sram_kib=1024,
+        sram_mb_per_s=2000,
+        flash_kib=4096,
+        flash_mb_per_s=500,
+    )
     ini = configparser.ConfigParser()
     ini.read_string(board.ini_text)
     system = ini["System_Config.Custom_lab"]
@@ -111,26 +119,46 @@ BOARD = preset_boards()["alif_e7_he"]  # 256 KiB arena budget, 1,020 KiB model b
 
 
 def test_sram_misfit_suggests_a_lower_alpha_and_a_smaller_input():
-    fit = fit_on_board(BOARD, 412 * KIB, 300 * KIB, 0.5, (96, 96, 3))
+    fit = fit_on_board(
+        board=BOARD,
+        sram_needed=412 * KIB,
+        flash_needed=300 * KIB,
+        alpha=0.5,
+        input_shape=(96, 96, 3),
+    )
     assert not fit.fits and fit.limiting == "SRAM"
     # 96 × sqrt(256 / 412) = 75.7, down to a multiple of 16
     assert fit.verdict() == "SRAM 412 KiB of 256 KiB: does not fit; try alpha 0.35 or 64×64 input"
 
 
 def test_flash_misfit_suggests_an_alpha_whose_weights_fit():
-    fit = fit_on_board(BOARD, 100 * KIB, 3 * MIB, 1.0, (96, 96, 3))
+    fit = fit_on_board(
+        board=BOARD, sram_needed=100 * KIB, flash_needed=3 * MIB, alpha=1.0, input_shape=(96, 96, 3)
+    )
     # weights scale with alpha²: 1,020 / 3,072 of alpha 1.0 allows 0.5 (0.25×), not 0.75
     assert fit.verdict() == "flash 3,072 KiB of 1,020 KiB: does not fit; try alpha 0.5"
 
 
 def test_a_fit_names_the_tighter_resource_and_its_margin():
-    fit = fit_on_board(BOARD, 200 * KIB, 300 * KIB, 0.25, (96, 96, 3))
+    fit = fit_on_board(
+        board=BOARD,
+        sram_needed=200 * KIB,
+        flash_needed=300 * KIB,
+        alpha=0.25,
+        input_shape=(96, 96, 3),
+    )
     assert fit.fits and fit.limiting == "SRAM"  # 78% of SRAM vs 29% of flash
     assert fit.verdict() == "SRAM 200 KiB of 256 KiB: fits, 56.0 KiB to spare"
 
 
 def test_both_resources_over_budget_are_named():
-    fit = fit_on_board(BOARD, 300 * KIB, 4 * MIB, None, (96, 96, 3))
+    fit = fit_on_board(
+        board=BOARD,
+        sram_needed=300 * KIB,
+        flash_needed=4 * MIB,
+        alpha=None,
+        input_shape=(96, 96, 3),
+    )
     assert fit.verdict() == (
         "flash 4,096 KiB of 1,020 KiB, SRAM 300 KiB of 256 KiB: does not fit; "
         "shrink the model or pick a board with more memory"

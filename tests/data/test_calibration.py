@@ -10,7 +10,7 @@ from generator.errors import UserError
 
 
 def test_calibration_and_held_out_images_do_not_overlap():
-    config = CalibrationConfig(PHOTOS, samples=30, holdout=10, input_range=(0.0, 1.0))
+    config = CalibrationConfig(data=PHOTOS, samples=30, holdout=10, input_range=(0.0, 1.0))
     images = load_calibration_set(config, (24, 24, 3), seed=0)
     assert images.calibration.shape == (30, 24, 24, 3)
     assert images.held_out.shape == (10, 24, 24, 3)
@@ -22,14 +22,14 @@ def test_calibration_and_held_out_images_do_not_overlap():
 def test_few_images_are_split_in_proportion(tmp_path):
     for index in range(10):
         Image.new("RGB", (8, 8), (index * 20, 0, 0)).save(tmp_path / f"{index}.png")
-    config = CalibrationConfig(tmp_path, samples=200, holdout=50, input_range=(0.0, 1.0))
+    config = CalibrationConfig(data=tmp_path, samples=200, holdout=50, input_range=(0.0, 1.0))
     images = load_calibration_set(config, (8, 8, 3), seed=0)
     assert (len(images.calibration), len(images.held_out)) == (8, 2)
 
 
 def test_no_usable_image_is_an_error(tmp_path):
     (tmp_path / "a.png").write_bytes(b"broken")
-    config = CalibrationConfig(tmp_path, samples=10, holdout=5, input_range=(0.0, 1.0))
+    config = CalibrationConfig(data=tmp_path, samples=10, holdout=5, input_range=(0.0, 1.0))
     with pytest.raises(UserError, match=r"0 usable image\(s\) \(1 image files, 1 unreadable\)"):
         load_calibration_set(config, (8, 8, 3), seed=0)
 

@@ -14,7 +14,9 @@ U55_128 = VelaTarget("ethos-u55-128", "Ethos_U55_High_End_Embedded", "Shared_Sra
 def test_every_backbone_runs_entirely_on_the_npu(small_tflite, tmp_path, backbone):
     path = tmp_path / "small.tflite"
     path.write_bytes(small_tflite(backbone))
-    result = compile_for_target(path, U55_128, "Performance", tmp_path / "vela")
+    result = compile_for_target(
+        tflite_path=path, target=U55_128, optimise="Performance", output_dir=tmp_path / "vela"
+    )
     assert result.cpu_operators == 0 and result.cpu_operator_names == ()
     assert result.npu_operators == len(result.layers) > 10
     assert result.compiled_operators == {"ethos-u": 1}  # one NPU command stream, nothing else
@@ -29,8 +31,12 @@ def test_settings_reach_vela_and_come_back_from_its_summary(small_tflite, tmp_pa
     path = tmp_path / "small.tflite"
     path.write_bytes(small_tflite("mobilenet_v1"))
     target = VelaTarget("ethos-u55-64", "Ethos_U55_Deep_Embedded", "Shared_Sram")
-    fast = compile_for_target(path, target, "Performance", tmp_path / "fast")
-    small = compile_for_target(path, target, "Size", tmp_path / "small")
+    fast = compile_for_target(
+        tflite_path=path, target=target, optimise="Performance", output_dir=tmp_path / "fast"
+    )
+    small = compile_for_target(
+        tflite_path=path, target=target, optimise="Size", output_dir=tmp_path / "small"
+    )
     for result in (fast, small):
         assert (result.system_config, result.memory_mode) == (
             target.system_config,
@@ -51,7 +57,9 @@ def test_cpu_fallback_is_detected_and_named(tmp_path):
     model = keras.Model(image, keras.layers.Dense(3)(features))
     path = tmp_path / "float.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    result = compile_for_target(path, U55_128, "Performance", tmp_path / "vela")
+    result = compile_for_target(
+        tflite_path=path, target=U55_128, optimise="Performance", output_dir=tmp_path / "vela"
+    )
     operators = read_tflite(path.read_bytes()).operators
     assert result.npu_operators == 0
     assert result.cpu_operators == len(operators) == 3
@@ -68,4 +76,6 @@ def test_vela_errors_become_user_errors(small_tflite, tmp_path):
     path.write_bytes(small_tflite("mobilenet_v1"))
     target = VelaTarget("ethos-u55-128", "No_Such_System", "Shared_Sram")
     with pytest.raises(UserError, match="Vela could not compile for ethos-u55-128"):
-        compile_for_target(path, target, "Performance", tmp_path / "vela")
+        compile_for_target(
+            tflite_path=path, target=target, optimise="Performance", output_dir=tmp_path / "vela"
+        )

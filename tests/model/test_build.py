@@ -13,7 +13,16 @@ from generator.model.build import build, build_model
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_every_backbone_gives_one_logits_head_per_entry(backbone):
     heads = (Head("object", 4, None), Head("light", 2, None))
-    model = build_model(ModelConfig(backbone, 0.35, (40, 32, 1), heads, None, 0))
+    model = build_model(
+        ModelConfig(
+            backbone=backbone,
+            alpha=0.35,
+            input_shape=(40, 32, 1),
+            heads=heads,
+            weights=None,
+            seed=0,
+        )
+    )
     assert model.input_shape == (1, 40, 32, 1)
     outputs = model(np.random.default_rng(0).uniform(size=(1, 40, 32, 1)).astype("float32"))
     assert list(outputs) == ["object", "light"]
@@ -58,16 +67,38 @@ def _own_model(path, output_kind="list"):
 
 def test_a_model_file_brings_its_input_shape_and_output_names(tmp_path):
     path = _own_model(tmp_path / "own.keras")
-    built = build(ModelConfig(None, None, None, (), None, 0, path))
+    built = build(
+        ModelConfig(
+            backbone=None, alpha=None, input_shape=None, heads=(), weights=None, seed=0, path=path
+        )
+    )
     assert built.input_shape == (36, 28, 3)
     assert [(h.name, h.num_classes) for h in built.heads] == [("colour", 3), ("shape", 3)]
     assert list(built.model.output) == ["colour", "shape"]
     named = (Head("hue", None, ("r", "g", "b")), Head("outline", 3, None))
-    renamed = build(ModelConfig(None, None, None, named, None, 0, path))
+    renamed = build(
+        ModelConfig(
+            backbone=None,
+            alpha=None,
+            input_shape=None,
+            heads=named,
+            weights=None,
+            seed=0,
+            path=path,
+        )
+    )
     assert [h.name for h in renamed.heads] == ["hue", "outline"]
     assert renamed.heads[0].labels == ("r", "g", "b")
     dict_built = build(
-        ModelConfig(None, None, None, (), None, 0, _own_model(tmp_path / "d.keras", "dict"))
+        ModelConfig(
+            backbone=None,
+            alpha=None,
+            input_shape=None,
+            heads=(),
+            weights=None,
+            seed=0,
+            path=_own_model(tmp_path / "d.keras", "dict"),
+        )
     )
     assert sorted(h.name for h in dict_built.heads) == ["form", "tint"]
 
@@ -82,4 +113,14 @@ def test_a_model_file_brings_its_input_shape_and_output_names(tmp_path):
 def test_model_file_heads_must_fit_its_outputs(tmp_path, heads, message):
     path = _own_model(tmp_path / "own.keras")
     with pytest.raises(UserError, match=message):
-        build(ModelConfig(None, None, None, heads, None, 0, path))
+        build(
+            ModelConfig(
+                backbone=None,
+                alpha=None,
+                input_shape=None,
+                heads=heads,
+                weights=None,
+                seed=0,
+                path=path,
+            )
+        )

@@ -50,14 +50,27 @@ def test_kernels_land_on_a_per_channel_int8_grid():
 def test_converted_activations_carry_the_qat_ranges(backbone):
     """Read back with LiteRT (not the code under test): every int8 activation's scale and zero
     point is the nudged range of a quantizer, and the input keeps the raw-pixel mapping."""
-    model = build_model(ModelConfig(backbone, 0.25, (32, 32, 1), HEADS, None, 0))
+    model = build_model(
+        ModelConfig(
+            backbone=backbone,
+            alpha=0.25,
+            input_shape=(32, 32, 1),
+            heads=HEADS,
+            weights=None,
+            seed=0,
+        )
+    )
     qat_model = quantize_aware(model, (0.0, 1.0))
     pixels = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 1), dtype=np.uint8)
     calibrate(qat_model, [pixels.astype("float32") / 255])
     for quantizer in activation_quantizers(qat_model)[1:]:  # widen: far from calibration
         quantizer.range_max.assign(quantizer.range_max * 1.5)
     content = convert_to_tflite(
-        qat_model, pixels, (0.0, 1.0), QuantizationConfig("uint8", True), heads=["digit", "parity"]
+        qat_model,
+        pixels,
+        (0.0, 1.0),
+        QuantizationConfig(io_dtype="uint8", per_channel=True),
+        heads=["digit", "parity"],
     )
     ranges = []
     for q in activation_quantizers(qat_model):
@@ -76,7 +89,17 @@ def test_converted_activations_carry_the_qat_ranges(backbone):
 
 
 def test_qat_shares_the_float_layers_and_quantizes_where_the_converter_keeps_tensors():
-    model = build_model(ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), HEADS, None, 0), None)
+    model = build_model(
+        ModelConfig(
+            backbone="mobilenet_v1",
+            alpha=0.25,
+            input_shape=(32, 32, 1),
+            heads=HEADS,
+            weights=None,
+            seed=0,
+        ),
+        None,
+    )
     qat_model = quantize_aware(model, (0.0, 1.0))
     assert {id(w) for w in model.weights} <= {id(w) for w in qat_model.weights}
     quantizers = [layer for layer in qat_model.layers if isinstance(layer, ActivationQuantizer)]

@@ -9,7 +9,9 @@ from generator.model.build import build_model
 from generator.model.train import masked_sparse_crossentropy, split_validation, train_model
 
 HEADS = (Head("digit", 10, None), Head("parity", 2, None), Head("high", 2, None))
-MODEL = ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), HEADS, None, 0)
+MODEL = ModelConfig(
+    backbone="mobilenet_v1", alpha=0.25, input_shape=(32, 32, 1), heads=HEADS, weights=None, seed=0
+)
 
 
 def _digits(count: int) -> LabelledImages:
@@ -71,7 +73,15 @@ def test_training_lifts_every_head_well_above_chance():
     model = build_model(MODEL, batch_size=None)
     records = []
     config = _config(12, batch_size=16, augment=None)
-    result = train_model(model, HEADS, training, validation, config, (0.0, 1.0), records.append)
+    result = train_model(
+        model=model,
+        heads=HEADS,
+        training=training,
+        validation=validation,
+        config=config,
+        input_range=(0.0, 1.0),
+        on_epoch=records.append,
+    )
     assert [r.epoch for r in records] == list(range(1, 13))
     assert (result.train_images, result.validation_images) == (960, 240)
     best = records[result.best_epoch - 1]
@@ -91,7 +101,15 @@ def test_training_is_reproducible_for_a_seed():
 
     def weights():
         model = build_model(MODEL, batch_size=None)
-        train_model(model, HEADS, training, validation, _config(2), (0.0, 1.0), lambda r: None)
+        train_model(
+            model=model,
+            heads=HEADS,
+            training=training,
+            validation=validation,
+            config=_config(2),
+            input_range=(0.0, 1.0),
+            on_epoch=lambda r: None,
+        )
         return model.get_weights()
 
     for a, b in zip(weights(), weights(), strict=True):
@@ -103,7 +121,15 @@ def test_warm_up_rises_from_zero_to_the_peak_then_decays():
     training, validation = split_validation(data, 0.25, seed=0)
     model = build_model(MODEL, batch_size=None)
     config = _config(3, batch_size=16, augment=None, learning_rate=0.01, warmup_epochs=1)
-    train_model(model, HEADS, training, validation, config, (0.0, 1.0), lambda record: None)
+    train_model(
+        model=model,
+        heads=HEADS,
+        training=training,
+        validation=validation,
+        config=config,
+        input_range=(0.0, 1.0),
+        on_epoch=lambda record: None,
+    )
     schedule = model.optimizer._learning_rate  # 48 images: 3 steps per epoch
     rates = [float(schedule(step)) for step in (0, 3, 9)]
     assert rates[0] == 0.0 and np.isclose(rates[1], 0.01) and rates[2] < 1e-6

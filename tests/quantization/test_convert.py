@@ -56,7 +56,7 @@ def test_input_means_raw_pixels_whatever_the_calibration_range(
         model,
         _narrow_images(8),
         input_range,
-        QuantizationConfig(io_dtype, True),
+        QuantizationConfig(io_dtype=io_dtype, per_channel=True),
         heads=["digit", "parity"],
     )
     (model_input,) = read_tflite(content).inputs
@@ -73,7 +73,7 @@ def test_uint8_pixels_give_the_keras_result(digits_model_weights):
         model,
         pixels[:100],
         (0.0, 1.0),
-        QuantizationConfig("uint8", True),
+        QuantizationConfig(io_dtype="uint8", per_channel=True),
         heads=["digit", "parity"],
     )
     held_out = pixels[1500:1600]
@@ -101,7 +101,16 @@ def test_output_i_is_head_i_and_carries_its_name(tmp_path):
     """Heads with equal class counts: only their names and behaviour tell them apart. Head i
     always says class i; position i must do so in LiteRT, TFLite Micro and after Vela."""
     heads = tuple(Head(name, 4, None) for name in ORDERED_HEADS)
-    model = build_model(ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), heads, None, 0))
+    model = build_model(
+        ModelConfig(
+            backbone="mobilenet_v1",
+            alpha=0.25,
+            input_shape=(32, 32, 1),
+            heads=heads,
+            weights=None,
+            seed=0,
+        )
+    )
     for winner, name in enumerate(ORDERED_HEADS):
         layer = model.get_layer(f"{name}_logits")
         kernel, bias = layer.get_weights()
@@ -110,7 +119,11 @@ def test_output_i_is_head_i_and_carries_its_name(tmp_path):
         layer.set_weights([np.zeros_like(kernel), bias])
     pixels, _ = digit_images()
     content = convert_to_tflite(
-        model, pixels[:8], (0.0, 1.0), QuantizationConfig("uint8", True), heads=list(ORDERED_HEADS)
+        model,
+        pixels[:8],
+        (0.0, 1.0),
+        QuantizationConfig(io_dtype="uint8", per_channel=True),
+        heads=list(ORDERED_HEADS),
     )
     tflite = read_tflite(content)
     assert [t.name for t in tflite.outputs] == list(ORDERED_HEADS)
@@ -130,7 +143,10 @@ def test_output_i_is_head_i_and_carries_its_name(tmp_path):
     source = tmp_path / "ordered.tflite"
     source.write_bytes(content)
     result = compile_for_target(
-        source, VelaTarget("ethos-u55-128", *DEFAULT_SYSTEM["ethos-u55"]), "Performance", tmp_path
+        tflite_path=source,
+        target=VelaTarget("ethos-u55-128", *DEFAULT_SYSTEM["ethos-u55"]),
+        optimise="Performance",
+        output_dir=tmp_path,
     )
     compiled = read_tflite(result.tflite_path.read_bytes())
     assert [t.name for t in compiled.outputs] == list(ORDERED_HEADS)
@@ -152,7 +168,16 @@ def test_weight_buffers_are_16_byte_aligned(small_tflite):
 
 def test_heads_with_identical_weights_are_refused():
     heads = (Head("left", 3, None), Head("right", 3, None))
-    model = build_model(ModelConfig("mobilenet_v1", 0.25, (32, 32, 1), heads, None, 0))
+    model = build_model(
+        ModelConfig(
+            backbone="mobilenet_v1",
+            alpha=0.25,
+            input_shape=(32, 32, 1),
+            heads=heads,
+            weights=None,
+            seed=0,
+        )
+    )
     model.get_layer("right_logits").set_weights(model.get_layer("left_logits").get_weights())
     pixels, _ = digit_images()
     with pytest.raises(UserError, match="heads left, right compute identical outputs"):
@@ -160,16 +185,25 @@ def test_heads_with_identical_weights_are_refused():
             model,
             pixels[:4],
             (0.0, 1.0),
-            QuantizationConfig("uint8", True),
+            QuantizationConfig(io_dtype="uint8", per_channel=True),
             heads=["left", "right"],
         )
 
 
 def test_conversion_is_byte_deterministic(small_tflite):
     heads = (Head("object", 3, None), Head("light", 2, None))
-    model = build_model(ModelConfig("mobilenet_v1", 0.25, (32, 32, 3), heads, None, 0))
+    model = build_model(
+        ModelConfig(
+            backbone="mobilenet_v1",
+            alpha=0.25,
+            input_shape=(32, 32, 3),
+            heads=heads,
+            weights=None,
+            seed=0,
+        )
+    )
     pixels = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-    quantization = QuantizationConfig("uint8", True)
+    quantization = QuantizationConfig(io_dtype="uint8", per_channel=True)
     first = convert_to_tflite(model, pixels, (0.0, 1.0), quantization, heads=["object", "light"])
     again = convert_to_tflite(model, pixels, (0.0, 1.0), quantization, heads=["object", "light"])
     assert again == first
@@ -184,7 +218,7 @@ def test_per_channel_switch():
             model,
             pixels[:8],
             (0.0, 1.0),
-            QuantizationConfig("uint8", per_channel),
+            QuantizationConfig(io_dtype="uint8", per_channel=per_channel),
             heads=["digit", "parity"],
         )
         interpreter = Interpreter(model_content=content)
@@ -224,5 +258,9 @@ def test_layers_without_integer_operators_are_named(op, message):
     pixels, _ = digit_images()
     with pytest.raises(UserError, match=message):
         convert_to_tflite(
-            model, pixels[:4], (0.0, 1.0), QuantizationConfig("uint8", True), heads=["a"]
+            model,
+            pixels[:4],
+            (0.0, 1.0),
+            QuantizationConfig(io_dtype="uint8", per_channel=True),
+            heads=["a"],
         )

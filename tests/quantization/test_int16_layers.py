@@ -27,7 +27,7 @@ from generator.model.build import build_model
 from generator.quantization.convert import convert_to_tflite, tensor_layers
 
 HEADS = ["digit", "parity"]
-PLAIN = QuantizationConfig("uint8", True)
+PLAIN = QuantizationConfig(io_dtype="uint8", per_channel=True)
 RUN = ("conv_pw_5", "conv_dw_6")  # conv_pw_5's output stays 16-bit into conv_dw_6
 
 
@@ -52,7 +52,7 @@ def digits(digits_model_weights):
 @pytest.mark.parametrize("io_dtype", ["uint8", "int8"])
 def test_named_layers_are_int16_and_the_rest_int8(digits, tmp_path, io_dtype):
     model, calibration, held_out = digits
-    quantization = QuantizationConfig(io_dtype, True, int16=RUN)
+    quantization = QuantizationConfig(io_dtype=io_dtype, per_channel=True, int16=RUN)
     content = convert_to_tflite(model, calibration, (0.0, 1.0), quantization, heads=HEADS)
     assert convert_to_tflite(model, calibration, (0.0, 1.0), quantization, heads=HEADS) == content
 
@@ -74,7 +74,9 @@ def test_named_layers_are_int16_and_the_rest_int8(digits, tmp_path, io_dtype):
     # TFLite Micro and LiteRT's built-in kernels (the same reference arithmetic) agree, and
     # they track the float model. XNNPACK rounds its own way, by CPU: not compared here.
     heads = digits_model_config().heads
-    raw = integer_outputs(content, tflite, held_out, heads, (0.0, 1.0))
+    raw = integer_outputs(
+        content=content, tflite=tflite, pixels=held_out, heads=heads, input_range=(0.0, 1.0)
+    )
     for head in HEADS:
         np.testing.assert_array_equal(raw["litert_builtin"][head], raw["tflite_micro"][head])
     logits = dequantize(raw["tflite_micro"], tflite)
@@ -91,7 +93,12 @@ def test_named_layers_are_int16_and_the_rest_int8(digits, tmp_path, io_dtype):
         ("ethos-u85-256", "Ethos_U85_SYS_DRAM_Mid"),
     ]:
         target = VelaTarget(accelerator, system, "Shared_Sram")
-        result = compile_for_target(path, target, "Performance", tmp_path / accelerator)
+        result = compile_for_target(
+            tflite_path=path,
+            target=target,
+            optimise="Performance",
+            output_dir=tmp_path / accelerator,
+        )
         assert result.cpu_operators == 0 and result.npu_operators > 0
 
 
@@ -101,7 +108,7 @@ def test_uint8_io_is_the_int8_model_shifted_by_128(digits):
     model, calibration, held_out = digits
     outputs = {}
     for io_dtype, shift in (("uint8", 0), ("int8", 128)):
-        quantization = QuantizationConfig(io_dtype, True, int16=RUN)
+        quantization = QuantizationConfig(io_dtype=io_dtype, per_channel=True, int16=RUN)
         content = convert_to_tflite(model, calibration, (0.0, 1.0), quantization, heads=HEADS)
         pixels = (held_out[:10].astype(np.int16) - shift).astype(io_dtype)
         outputs[io_dtype] = [
@@ -151,7 +158,7 @@ def test_a_run_of_int16_layers_repairs_a_wide_activation_range(digits_model_weig
 def test_int16_layers_with_kept_float_layers_and_by_operator_type(digits):
     model, calibration, _ = digits
     quantization = QuantizationConfig(
-        "uint8", True, keep_float=("conv_pw_13",), int16=("MEAN", "conv1")
+        io_dtype="uint8", per_channel=True, keep_float=("conv_pw_13",), int16=("MEAN", "conv1")
     )
     content = convert_to_tflite(model, calibration, (0.0, 1.0), quantization, heads=HEADS)
     dtypes = _layer_dtypes(content, model)
@@ -177,9 +184,18 @@ def test_int16_layers_with_kept_float_layers_and_by_operator_type(digits):
 )
 def test_layers_int16_cannot_take_are_refused(backbone, int16, fragment):
     heads = (Head("digit", 10, None), Head("parity", 2, None))
-    model = build_model(ModelConfig(backbone, 0.25, (32, 32, 1), heads, None, 0))
+    model = build_model(
+        ModelConfig(
+            backbone=backbone,
+            alpha=0.25,
+            input_shape=(32, 32, 1),
+            heads=heads,
+            weights=None,
+            seed=0,
+        )
+    )
     pixels, _ = digit_images()
-    quantization = QuantizationConfig("uint8", True, int16=int16)
+    quantization = QuantizationConfig(io_dtype="uint8", per_channel=True, int16=int16)
     with pytest.raises(UserError, match=r"quantization\.int16") as error:
         convert_to_tflite(model, pixels[:10], (0.0, 1.0), quantization, heads=HEADS)
     assert fragment in str(error.value)

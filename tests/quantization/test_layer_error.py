@@ -15,7 +15,7 @@ from generator.quantization.convert import convert_to_tflite, tensor_layers
 from generator.quantization.layer_error import layer_errors
 
 HEADS = ["digit", "parity"]
-PLAIN = QuantizationConfig("uint8", True)
+PLAIN = QuantizationConfig(io_dtype="uint8", per_channel=True)
 
 
 def _sabotaged(weights):
@@ -40,7 +40,14 @@ def test_the_worst_layer_is_found_and_keeping_it_float_repairs_the_model(digits_
     model = _sabotaged(digits_model_weights)
     pixels, _ = digit_images()
     calibration, held_out = pixels[1500:1550], pixels[1550:1600]
-    errors = layer_errors(model, calibration, held_out, (0.0, 1.0), PLAIN, HEADS)
+    errors = layer_errors(
+        model=model,
+        calibration_pixels=calibration,
+        held_out_pixels=held_out,
+        input_range=(0.0, 1.0),
+        quantization=PLAIN,
+        heads=HEADS,
+    )
     worst, runner_up = errors[0], errors[1]
     assert worst.layer == "conv_pw_5" and worst.operator == "CONV_2D"
     assert worst.rmse_steps > 5 * runner_up.rmse_steps
@@ -65,7 +72,14 @@ def test_the_worst_layer_is_found_and_keeping_it_float_repairs_the_model(digits_
     assert tflite.operator_counts()["QUANTIZE"] >= 1
 
     # The kept layer leaves the table; what remains is rounding.
-    repaired = layer_errors(model, calibration, held_out, (0.0, 1.0), kept, HEADS)
+    repaired = layer_errors(
+        model=model,
+        calibration_pixels=calibration,
+        held_out_pixels=held_out,
+        input_range=(0.0, 1.0),
+        quantization=kept,
+        heads=HEADS,
+    )
     assert "conv_pw_5" not in {e.layer for e in repaired}
     assert repaired[0].rmse_steps < worst.rmse_steps / 5
 
