@@ -10,7 +10,7 @@ Vela's compiled model size (the flash the array takes), the arena to reserve (Ve
 2 KiB TFLite Micro margin) and Vela's latency estimate. Sizes and Vela's estimates are
 deterministic, so one build per row is the median of any number of them. The weights are
 random: trained weights compress differently in Vela, which moves the compiled size and SRAM by
-a few hundred bytes (the trained demo: see the README), not the picture.
+a few hundred bytes (the trained demo: see README.md), not the picture.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ of medians.
 
     python benchmarks/sweep_speed.py [CONFIG] [--runs N] [--jobs N] [--grid KEY=V,V ...]
 
-Default: configs/profile_96x96.yaml over the README's 12-variant grid (alpha 0.25, 0.5, 0.75;
+Default: configs/profile_96x96.yaml over docs/sweeps.md's 12-variant grid (alpha 0.25, 0.5, 0.75;
 64x64x3 and 96x96x3; MobileNet V1 and V2), `--jobs` 2. Each run times, in fresh processes
 writing into temporary folders:
 
