@@ -84,20 +84,20 @@ def placement_targets(target: VelaTarget) -> list[VelaTarget]:
 
 
 def compile_placements(
-    tflite_path: Path, own: VelaResult, optimise: str, output_dir: Path
+    tflite_path: Path, target: VelaTarget, optimise: str, output_dir: Path
 ) -> list[VelaResult]:
-    """Compile the board target of `own` for its other placements, each into
+    """Compile the board `target` for its other placements, each into
     `<output_dir>/<memory mode>/`."""
-    board = own.target.board
+    board = target.board
     return [
         compile_for_target(
             tflite_path=tflite_path,
-            target=target,
+            target=placement,
             optimise=optimise,
-            output_dir=output_dir / target.memory_mode,
-            arena_cache_bytes=board.sram_bytes if target.memory_mode == ARENA_IN_DRAM else None,
+            output_dir=output_dir / placement.memory_mode,
+            arena_cache_bytes=board.sram_bytes if placement.memory_mode == ARENA_IN_DRAM else None,
         )
-        for target in placement_targets(own.target)
+        for placement in placement_targets(target)
     ]
 
 

@@ -7,14 +7,18 @@ Cortex-M comes from here. A model it cannot load, allocate or run is a defect of
 
 The smallest arena is found by bisection over 16-byte steps, each candidate allocating the
 model and running one inference. On this 64-bit host TFLite Micro's own structures hold 8-byte
-pointers, so the figure is an upper bound for a 32-bit Cortex-M.
+pointers, so the figure is an upper bound for a 32-bit Cortex-M. `ArenaSearch` runs the search in
+a child process while the caller goes on with other stages.
 """
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import os
+import signal
 import struct
+import sys
 
 import numpy as np
 from tflite_micro import runtime
@@ -72,6 +76,59 @@ def minimum_arena(content: bytes, sample: np.ndarray) -> int:
         else:
             low = middle
     return high
+
+
+class ArenaSearch:
+    """`minimum_arena` running in a forked child while the caller goes on with other stages.
+
+    The child is forked before the caller starts threads of its own (Vela's), so it holds no
+    lock another thread held, and it forks each candidate from a process with one thread. It
+    dies with its parent, whatever signal killed that (Linux's parent-death signal), so a
+    killed build leaves no search behind.
+    """
+
+    def __init__(self, content: bytes, sample: np.ndarray) -> None:
+        self._limit = _round_up(10 * len(content))
+        reader, writer = os.pipe()
+        self._pid = os.fork()
+        if self._pid == 0:  # the child: answer through the pipe, never return to the caller
+            code = 1
+            try:
+                os.close(reader)
+                _die_with_parent()
+                os.write(writer, str(minimum_arena(content, sample)).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(writer)
+        self._answer = os.fdopen(reader, "rb")
+
+    def result(self) -> int:
+        """Wait for the smallest arena, in bytes."""
+        with self._answer:
+            text = self._answer.read()
+        _, status = os.waitpid(self._pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0 or not text:
+            raise VerificationError(
+                "TensorFlow Lite Micro could not allocate and run the .tflite in any arena up "
+                f"to {self._limit} bytes: a Cortex-M could not run it either"
+            )
+        return int(text)
+
+    def cancel(self) -> None:
+        """End the search (the build failed elsewhere) and reap the child."""
+        if not self._answer.closed:
+            os.kill(self._pid, signal.SIGKILL)
+            self._answer.close()
+            os.waitpid(self._pid, 0)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this process when its parent ends (PR_SET_PDEATHSIG, SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent died before the request was made
+            os._exit(1)
 
 
 def _runs(content: bytes, sample: np.ndarray, arena_size: int) -> bool:

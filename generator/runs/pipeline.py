@@ -1,6 +1,7 @@
 """The build pipeline: build -> [train] -> calibrate -> [qat] -> convert -> [layers: per-layer
-error] -> compile (Vela) -> [placement: weights in flash, SRAM or DRAM per board, fit] -> verify
--> arena -> firmware (C arrays) -> [evaluate] -> report.
+error] -> verify -> compile (Vela; for boards every placement: weights in flash, SRAM or DRAM,
+and its fit) -> arena -> firmware (C arrays) -> [evaluate] -> report. Vela's compiles and the
+arena search start as soon as the .tflite exists and run beside layers and verify.
 
 Everything is written into a hidden staging folder inside `output.dir` and moved to
 `<output.dir>/<name>/` only when every stage has succeeded, so a failed or interrupted build
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
@@ -32,7 +34,7 @@ from generator.data.calibration import load_calibration_set
 from generator.data.labelled import LabelledImages, read_labelled
 from generator.data.pixels import pixels_to_model_input
 from generator.engines.tflite_file import read_tflite
-from generator.engines.tflm import NPU_ARENA_MARGIN_BYTES, minimum_arena
+from generator.engines.tflm import NPU_ARENA_MARGIN_BYTES, ArenaSearch
 from generator.engines.vela import VelaResult, compile_for_target
 from generator.errors import UserError, VerificationError
 from generator.export.c_arrays import CompiledFor, write_c_array
@@ -118,66 +120,51 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         # A QAT model's layers carry the float model's names, plus its quantizers.
         layers = tensor_layers(tflite, built.model if qat is None else qat.model, heads)
 
-    errors = None
-    # The debugger cannot build int16 layers (see report.LAYER_ERRORS_WITH_INT16).
-    if config.quantization.mode == "full_integer" and not config.quantization.int16:
-        with stage("layers", f"per-layer quantization error on {len(calibration.held_out)} images"):
-            errors = layer_errors(
+    # The stages after the conversion that depend on nothing but the .tflite run beside the
+    # in-process ones: the arena search in a child process, Vela's compiles as subprocesses,
+    # two at a time (docs/design/concurrent-stages.md).
+    model_input = pixels_to_model_input(calibration.held_out[:1], tflite.inputs[0], input_range)
+    arena_search = ArenaSearch(content, model_input[0])
+    vela_pool = ThreadPoolExecutor(max_workers=VELA_AT_ONCE)
+    try:
+        compiling = _start_compiles(vela_pool, config, tflite_path, folder)
+        errors = None
+        # The debugger cannot build int16 layers (records.policy.LAYER_ERRORS_WITH_INT16).
+        if config.quantization.mode == "full_integer" and not config.quantization.int16:
+            held_out = len(calibration.held_out)
+            with stage("layers", f"per-layer quantization error on {held_out} images"):
+                errors = layer_errors(
+                    model=built.model,
+                    calibration_pixels=calibration.calibration,
+                    held_out_pixels=calibration.held_out,
+                    input_range=input_range,
+                    quantization=config.quantization,
+                    heads=heads,
+                )
+
+        images = len(calibration.held_out)
+        with stage("verify", f"float vs TFLite Micro, LiteRT vs TFLite Micro, on {images} images"):
+            verification = verify(
                 model=built.model,
-                calibration_pixels=calibration.calibration,
-                held_out_pixels=calibration.held_out,
+                content=content,
+                tflite=tflite,
+                heads=built.heads,
+                pixels=calibration.held_out,
                 input_range=input_range,
-                quantization=config.quantization,
-                heads=heads,
+                layers=layers,
             )
 
-    targets = ", ".join(t.key for t in config.vela.targets)
-    with stage("compile", f"Vela for {targets}"):
-        vela_results = [
-            compile_for_target(
-                tflite_path=tflite_path,
-                target=target,
-                optimise=config.vela.optimise,
-                output_dir=folder / "vela" / target.key,
-            )
-            for target in config.vela.targets
-        ]
-        for result in vela_results:
-            if result.cpu_operators and not config.vela.allow_cpu_fallback:
-                why = (
-                    " (quantization.keep_float keeps layers float, and the NPU runs only "
-                    "integer operators)"
-                    if config.quantization.keep_float
-                    else ""
-                )
-                raise UserError(
-                    f"vela: {result.cpu_operators} operator(s) would run on the CPU for "
-                    f"{result.target.key}{why}: {', '.join(result.cpu_operator_names)}: set "
-                    "vela.allow_cpu_fallback: true to accept that, or change the model"
-                )
+        targets = ", ".join(t.key for t in config.vela.targets)
+        with stage("compile", f"Vela for {targets}, each board's placements too (begun above)"):
+            vela_results, placements = _finish_compiles(config, built, compiling)
 
-    boards = [result for result in vela_results if result.target.board is not None]
-    placements: list[BoardPlacements] = []
-    if boards:
-        names = ", ".join(result.target.key for result in boards)
-        with stage("placement", f"weights in flash, SRAM or DRAM: Vela for {names}"):
-            placements = _place(config, built, tflite_path, folder, boards)
-
-    images = len(calibration.held_out)
-    with stage("verify", f"float vs TFLite Micro, LiteRT vs TFLite Micro, on {images} images"):
-        verification = verify(
-            model=built.model,
-            content=content,
-            tflite=tflite,
-            heads=built.heads,
-            pixels=calibration.held_out,
-            input_range=input_range,
-            layers=layers,
-        )
-
-    with stage("arena", "smallest TFLite Micro tensor arena"):
-        model_input = pixels_to_model_input(calibration.held_out[:1], tflite.inputs[0], input_range)
-        arena = minimum_arena(content, model_input[0])
+        with stage("arena", "smallest TFLite Micro tensor arena (searched beside the above)"):
+            arena = arena_search.result()
+    except BaseException:
+        arena_search.cancel()
+        raise
+    finally:
+        vela_pool.shutdown(wait=True, cancel_futures=True)
 
     alternatives = [p.result for board in placements for p in board.placements[1:]]
     with stage("firmware", "C arrays with metadata headers"):
@@ -227,30 +214,60 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
     ]
 
 
-def _place(
+# Vela runs at once: each is a process of its own, so more would only share two cores with the
+# stages running in the build's own process.
+VELA_AT_ONCE = 2
+
+
+def _start_compiles(
+    pool: ThreadPoolExecutor, config: Config, tflite_path: Path, folder: Path
+) -> list[tuple[Future[VelaResult], Future[list[VelaResult]] | None]]:
+    """Start Vela for every target, and for every board target its other placements."""
+    started = []
+    for target in config.vela.targets:
+        output_dir = folder / "vela" / target.key
+        own = pool.submit(
+            compile_for_target,
+            tflite_path=tflite_path,
+            target=target,
+            optimise=config.vela.optimise,
+            output_dir=output_dir,
+        )
+        others = None
+        if target.board is not None:
+            others = pool.submit(
+                compile_placements, tflite_path, target, config.vela.optimise, output_dir
+            )
+        started.append((own, others))
+    return started
+
+
+def _finish_compiles(
     config: Config,
     built: BuiltModel,
-    tflite_path: Path,
-    folder: Path,
-    results: list[VelaResult],
-) -> list[BoardPlacements]:
-    """Each board target's placements and their fit; with `output.require_fit`, a board on
-    which no placement fits stops the build here."""
+    started: list[tuple[Future[VelaResult], Future[list[VelaResult]] | None]],
+) -> tuple[list[VelaResult], list[BoardPlacements]]:
+    """Every target's result, and each board's placements with their fit. An operator left to
+    the CPU stops the build (unless `vela.allow_cpu_fallback`), as does, with
+    `output.require_fit`, a board on which no placement fits."""
+    vela_results = [own.result() for own, _ in started]
+    for result in vela_results:
+        if result.cpu_operators and not config.vela.allow_cpu_fallback:
+            why = (
+                " (quantization.keep_float keeps layers float, and the NPU runs only "
+                "integer operators)"
+                if config.quantization.keep_float
+                else ""
+            )
+            raise UserError(
+                f"vela: {result.cpu_operators} operator(s) would run on the CPU for "
+                f"{result.target.key}{why}: {', '.join(result.cpu_operator_names)}: set "
+                "vela.allow_cpu_fallback: true to accept that, or change the model"
+            )
     placements = [
-        judge_placements(
-            [
-                result,
-                *compile_placements(
-                    tflite_path,
-                    result,
-                    config.vela.optimise,
-                    folder / "vela" / result.target.key,
-                ),
-            ],
-            config.model.alpha,
-            built.input_shape,
-        )
-        for result in results
+        judge_placements([own.result(), *others.result()], config.model.alpha, built.input_shape)
+        for own, others in started
+        if others is not None
     ]
     misfits = [board.own.fit for board in placements if board.recommended is None]
     if misfits and config.output.require_fit:
@@ -258,7 +275,7 @@ def _place(
             "; ".join(f"{fit.board.name}: {fit.verdict()}" for fit in misfits)
             + " (output.require_fit is true)"
         )
-    return placements
+    return vela_results, placements
 
 
 def _write_c_arrays(

@@ -43,7 +43,7 @@ def _placements(small_tflite, tmp_path, board):
         optimise="Performance",
         output_dir=tmp_path / board.name,
     )
-    others = compile_placements(path, own, "Performance", tmp_path / board.name)
+    others = compile_placements(path, own.target, "Performance", tmp_path / board.name)
     return judge_placements([own, *others], 0.25, (32, 32, 3))
 
 
