@@ -37,7 +37,7 @@ def main() -> None:
     with muted():
         import keras
 
-        from generator.analysis.logits import dequantize, float_logits
+        from generator.analysis.logits import dequantize, float_logits, sqnr_db
         from generator.analysis.verify import compare_runtimes, integer_outputs
         from generator.config.schema import (
             BACKBONES,
@@ -113,19 +113,13 @@ def main() -> None:
                     ]
                 for runtime in ("tflite_micro", *runtimes):
                     logits = dequantize(outputs[runtime], tflite)
-                    sqnr = [_sqnr(expected[h.name], logits[h.name]) for h in heads]
+                    sqnr = [sqnr_db(expected[h.name], logits[h.name]) for h in heads]
+                    sqnr = [float("inf") if value is None else value for value in sqnr]
                     cells.append(f"{min(sqnr):.1f}")
                 print(
                     f"| {backbone} | {size} | {statistics} | " + " | ".join(cells) + " |",
                     flush=True,
                 )
-
-
-def _sqnr(expected, actual) -> float:
-    import numpy as np
-
-    noise = float(np.sum((actual - expected) ** 2))
-    return 10 * np.log10(float(np.sum(expected**2)) / noise) if noise else float("inf")
 
 
 if __name__ == "__main__":
