@@ -36,6 +36,7 @@ import keras
 from generator.config.resources import Network, check_memory
 from generator.config.schema import FULL_STRIDE, HEAD_NAME_PATTERN, Head, ModelConfig, output_stride
 from generator.errors import UserError
+from generator.model.layers import all_layers
 from generator.support.text import first_line
 
 _BACKBONES = {
@@ -261,16 +262,6 @@ def _load_weights(model: keras.Model, path) -> None:
             f"model.weights: {path} does not fit this architecture "
             f"({_first_sentence(problem)}): save it from a model built with this exact config"
         )
-
-
-def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer, including those inside nested models."""
-    layers = []
-    for layer in model.layers:
-        layers.append(layer)
-        if hasattr(layer, "layers"):
-            layers.extend(all_layers(layer))
-    return layers
 
 
 def _count_arrays(path) -> int:

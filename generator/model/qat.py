@@ -39,7 +39,7 @@ from generator.config.schema import Head, TrainConfig
 from generator.data.labelled import LabelledImages
 from generator.data.pixels import pixels_to_float
 from generator.engines.tflite_file import TfliteModel
-from generator.model.build import all_layers
+from generator.model.layers import all_layers
 from generator.model.train import EpochRecord, TrainingResult, train_model
 
 # Layers that TFLite turns into an op whose output keeps the input's quantization (PAD,

@@ -34,7 +34,7 @@ from keras import ops
 from generator.config.schema import Head, TrainConfig
 from generator.data.labelled import LabelledImages
 from generator.data.pixels import pixels_to_float
-from generator.model.build import all_layers
+from generator.model.layers import all_layers
 
 BATCHNORM_MOMENTUM = 0.9
 

@@ -44,7 +44,8 @@ from generator.data.pixels import pixels_to_float
 from generator.engines.tflite_file import OPERATOR_NAMES as _OPERATOR_NAMES
 from generator.engines.tflite_file import TfliteModel, read_tflite, with_outputs, with_uint8_io
 from generator.errors import UserError
-from generator.model.build import INPUT_NAME, all_layers
+from generator.model.build import INPUT_NAME
+from generator.model.layers import all_layers
 from generator.quantization.int16_layers import quantize_layers
 from generator.support.quiet import muted
 from generator.support.text import nearest
