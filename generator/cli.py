@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from generator import __version__
 from generator.errors import UserError, VerificationError
+from generator.support.files import cannot_write, is_write_failure
 from generator.support.quiet import muted, quiet_tensorflow
 from generator.support.text import display_path
 
@@ -49,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"verification failed: {error}", file=sys.stderr)
         return 1
+    except OSError as error:
+        # A write outside a staged run (a re-rendered report, a sweep's table) that the disk
+        # refused; a staged run says so itself (runs.publish.staged).
+        folder = Path(str(error.filename)).parent if error.filename else Path.cwd()
+        if not is_write_failure(error, folder):
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {cannot_write(error, folder)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130

@@ -13,17 +13,16 @@ a child process while the caller goes on with other stages.
 
 from __future__ import annotations
 
-import ctypes
 import faulthandler
 import os
 import signal
 import struct
-import sys
 
 import numpy as np
 from tflite_micro import runtime
 
 from generator.errors import VerificationError
+from generator.support.processes import die_with_parent
 from generator.support.quiet import muted
 
 RUNTIME = "tflite_micro"
@@ -95,7 +94,7 @@ class ArenaSearch:
             code = 1
             try:
                 os.close(reader)
-                _die_with_parent()
+                die_with_parent()
                 os.write(writer, str(minimum_arena(content, sample)).encode())
                 code = 0
             finally:
@@ -121,14 +120,6 @@ class ArenaSearch:
             os.kill(self._pid, signal.SIGKILL)
             self._answer.close()
             os.waitpid(self._pid, 0)
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to end this process when its parent ends (PR_SET_PDEATHSIG, SIGKILL)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-        if os.getppid() == 1:  # the parent died before the request was made
-            os._exit(1)
 
 
 def _runs(content: bytes, sample: np.ndarray, arena_size: int) -> bool:

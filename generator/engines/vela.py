@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import configparser
 import csv
+import errno
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -32,6 +34,11 @@ from generator.config.schema import VelaTarget
 from generator.config.vela_ini import vela_ini_path
 from generator.engines.tflite_file import read_tflite
 from generator.errors import UserError
+
+# How Vela's traceback ends when the file system refused a write: `OSError: [Errno 28] No space
+# left on device: '/out/x_vela.tflite'`.
+_REFUSED = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+_OS_ERROR = re.compile(r"\[Errno (?P<errno>\d+)\] (?P<reason>[^:]+)(?:: '(?P<file>[^']*)')?")
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,9 @@ def compile_for_target(
     run = subprocess.run(command, capture_output=True, text=True, check=False)
     if run.returncode != 0:
         lines = (run.stderr or run.stdout).strip().splitlines()
+        refused = _OS_ERROR.search(lines[-1]) if lines else None
+        if refused and int(refused["errno"]) in _REFUSED:  # the folder refused Vela's files
+            raise OSError(int(refused["errno"]), refused["reason"], refused["file"])
         raise UserError(
             f"Vela could not compile for {target.key}: {target.accelerator} "
             f"({target.system_config}, {target.memory_mode}): "

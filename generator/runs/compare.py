@@ -30,6 +30,7 @@ when complete.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ from generator.records.compare_record import compare_info
 from generator.runs.pipeline import fine_tune_stage, train_stage
 from generator.runs.publish import COMPARISON_FOLDER, publish_comparison, staged
 from generator.runs.report import write_compare_report
-from generator.support.text import display_path
+from generator.support.text import display_path, first_line
 
 HOST_RUNTIME = "litert_default"  # what `Interpreter(model_path=...)` gives a host user
 REFERENCE_RUNTIME = "litert_builtin"
@@ -201,11 +202,43 @@ def _measure(
     made: tuple[bytes, float] | None,
 ) -> ModeResult:
     """One mode's figures; `made` is its .tflite and host latency when already measured (the
-    float32 reference)."""
+    float32 reference). Whatever fails while the mode is made or measured (the converter, Vela,
+    TFLite Micro, LiteRT) is that mode's one-line error, and its files are removed: the other
+    modes go on, and the comparison reports what failed where."""
     try:
-        content, latency = made or (convert(mode), None)
-    except UserError as error:
-        return ModeResult(mode, error=str(error))
+        return _measured(
+            mode=mode,
+            convert=convert,
+            folder=folder,
+            name=name,
+            config=config,
+            built=built,
+            images=images,
+            labels=labels,
+            expected=expected,
+            made=made,
+        )
+    except Exception as error:  # any engine's failure is the row's result, not the run's
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(error, UserError):
+            return ModeResult(mode, error=str(error))
+        return ModeResult(mode, error=f"{type(error).__name__}: {first_line(error, limit=300)}")
+
+
+def _measured(
+    *,
+    mode: str,
+    convert: Callable[[str], bytes],
+    folder: Path,
+    name: str,
+    config: Config,
+    built: BuiltModel,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    expected: dict[str, np.ndarray],
+    made: tuple[bytes, float] | None,
+) -> ModeResult:
+    content, latency = made or (convert(mode), None)
     folder.mkdir(parents=True)
     tflite_path = folder / f"{name}_{mode}.tflite"
     tflite_path.write_bytes(content)

@@ -16,6 +16,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from generator.errors import UserError
+from generator.support.files import cannot_write, folder_size, is_write_failure
+
 # Where a comparison puts its modes' files, inside the build's folder (`generator.runs.compare`).
 COMPARISON_FOLDER = "compare"
 
@@ -25,14 +28,22 @@ def staged(output_dir: Path, name: str) -> Iterator[Path]:
     """A new staging folder for a run of `name` in `output_dir`, after undoing what killed runs
     of that name left there (`clear_debris`). Whatever is still in it when the block ends,
     because the block failed or was interrupted, or left something behind, is removed; a folder
-    published with `publish_build` has already been moved away."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    clear_debris(output_dir, name)
-    staging = staging_folder(output_dir, name)
+    published with `publish_build` has already been moved away. A disk that fills up, or a
+    folder that refuses the run's files, ends the run in one line (`UserError`)."""
+    staging = None
     try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        clear_debris(output_dir, name)
+        staging = staging_folder(output_dir, name)
         yield staging
+    except OSError as error:
+        if not is_write_failure(error, output_dir.resolve()):
+            raise
+        written = folder_size(staging) if staging is not None else None
+        raise UserError(cannot_write(error, output_dir, written)) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def staging_folder(output_dir: Path, name: str) -> Path:

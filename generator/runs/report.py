@@ -33,7 +33,7 @@ from generator.records.files import (
 )
 from generator.rendering import pages
 from generator.rendering.sweep_csv import sweep_csv
-from generator.support.files import write_atomically
+from generator.support.files import cannot_write, is_write_failure, write_atomically
 from generator.support.text import display_path
 
 
@@ -115,10 +115,13 @@ def _write_or_refuse(texts: dict[Path, str], folder: Path) -> None:
     try:
         write_atomically(texts)
     except OSError as error:
-        raise UserError(
-            f"report: cannot write in {display_path(folder)} ({error.strerror}): "
-            "make the folder writable"
-        ) from None
+        reason = (
+            cannot_write(error, folder)
+            if is_write_failure(error, folder.resolve())
+            else f"cannot write in {display_path(folder)} ({error.strerror}): make the folder "
+            "writable"
+        )
+        raise UserError(f"report: {reason}") from None
 
 
 def _names(folder: Path) -> tuple[str | None, str | None]:

@@ -44,6 +44,7 @@ from generator.config.loading import apply_override, config_from_raw, read_confi
 from generator.config.schema import MAX_NAME_LENGTH, Config
 from generator.errors import UserError, VerificationError
 from generator.runs.publish import clear_debris, publish_build, staged
+from generator.support.processes import die_with_parent, end_children
 from generator.support.quiet import muted, quiet_tensorflow
 
 # What a variant's folder records about the config it was built from, for resuming.
@@ -285,6 +286,9 @@ def exit_now(code: int) -> NoReturn:
 
 def _start_worker(debug: bool) -> None:
     signal.signal(signal.SIGTERM, _stop)
+    # A driver killed outright (SIGKILL from the OOM killer or a CI timeout) cannot stop its
+    # workers: each ends itself, removing its build in progress, when the driver is gone.
+    die_with_parent(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the driver, which stops us
     quiet_tensorflow(enabled=not debug)
     with muted():
@@ -294,6 +298,7 @@ def _start_worker(debug: bool) -> None:
 def _stop(signum: int, frame: object) -> None:
     """Exit at once, removing the build in progress: an exception would be taken for the task's
     result by the pool, and the worker would wait for the next task."""
+    end_children()  # Vela would go on writing into the build about to be removed
     if _building is not None:
         shutil.rmtree(_building, ignore_errors=True)
     os._exit(128 + signum)

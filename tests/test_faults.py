@@ -1,0 +1,161 @@
+"""Faults injected into real runs: a mode that fails inside a comparison, a disk that fills up, a
+read-only output folder, a sweep's driver killed outright. Each ends in one line with a
+documented exit code (docs/failures.md), leaves the previous result as it was, leaves no debris
+and no process behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, small_config, write_config
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "generator", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+
+
+def _one_error_line(run: subprocess.CompletedProcess, fragment: str) -> None:
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and fragment in lines[-1], run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_a_mode_that_fails_anywhere_is_its_row_and_the_others_go_on(tmp_path):
+    """int16x8 of an untrained model: the converter makes it, TFLite Micro and LiteRT both
+    refuse to run it (a dead layer's range is too small for a 16-bit activation bound). The
+    comparison records the mode's one-line reason and measures the next mode."""
+    config = write_config(tmp_path, small_config(tmp_path))
+    run = run_cli("compare", str(config), "--modes", "int16x8,full_integer")
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "int16x8 failed: " in run.stderr
+    folder = tmp_path / "out" / "small"
+    info = json.loads((folder / "small_compare.json").read_text())
+    failed, measured = info["modes"]
+    assert failed["mode"] == "int16x8" and "\n" not in failed["error"]
+    assert failed["tflite"] is None and not (folder / "compare" / "int16x8").exists()
+    assert measured["error"] is None and (folder / measured["tflite"]).is_file()
+    assert f"| int16x8 | failed: {failed['error']} |" in (folder / "small_compare.md").read_text()
+
+
+@contextlib.contextmanager
+def _tmpfs(folder: Path, size: str):
+    """A small tmpfs at `folder`, or a skip where this machine may not mount one."""
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs needs root with CAP_SYS_ADMIN: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_disk_that_fills_up_is_one_line_and_the_previous_build_stays(tmp_path):
+    with _tmpfs(tmp_path / "disk", "12m") as disk:
+        config = write_config(tmp_path, small_config(tmp_path, output={"dir": str(disk)}))
+        assert run_cli("build", str(config)).returncode == 0
+        previous = _snapshot(disk)
+        # Leave about 300 KiB: less than the build writes.
+        filler = disk / "filler"
+        with filler.open("wb") as handle, contextlib.suppress(OSError):
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        os.truncate(filler, filler.stat().st_size - 300 * 1024)
+        run = run_cli("build", str(config))
+        assert run.returncode == 2, run.stderr
+        _one_error_line(run, f"no space left on the disk of {disk}")
+        assert "free some space or give another --output-dir" in run.stderr
+        filler.unlink()
+        assert _snapshot(disk) == previous  # the previous build as it was, no staging folder
+
+
+def test_a_read_only_output_folder_is_one_line_before_any_work(tmp_path):
+    with _tmpfs(tmp_path / "disk", "12m") as disk:
+        config = write_config(tmp_path, small_config(tmp_path, output={"dir": str(disk)}))
+        assert run_cli("build", str(config)).returncode == 0
+        previous = _snapshot(disk)
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        started = time.monotonic()
+        run = run_cli("build", str(config))
+        assert run.returncode == 2, run.stderr
+        _one_error_line(run, f"output.dir: cannot write in {disk}")
+        assert "[import]" not in run.stderr  # refused before TensorFlow
+        assert time.monotonic() - started < 30
+        assert _snapshot(disk) == previous
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_sweep_killed_outright_leaves_no_worker_and_no_debris(tmp_path):
+    """SIGKILL, which no handler sees (the OOM killer, a CI timeout): the pool's workers and
+    multiprocessing's resource tracker end with the driver, and the workers' temporary
+    builds are removed."""
+    config = write_config(tmp_path, small_config(tmp_path))
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    command = [sys.executable, "-m", "generator", "sweep", str(config), "--jobs", "2"]
+    command += ["--grid", "model.alpha=0.25,0.5,0.75,1.0"]
+    driver = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(temporary)},
+    )
+    deadline = time.monotonic() + 120
+    while len(list(temporary.glob("generator-sweep-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)  # both workers are building
+    assert list(temporary.glob("generator-sweep-*")), "no worker started building"
+    helpers = _children(driver.pid)
+    assert len(helpers) >= 3  # two workers and the resource tracker
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in helpers if _alive(pid)]
+    assert not list(temporary.glob("generator-sweep-*"))
