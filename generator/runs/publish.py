@@ -39,7 +39,11 @@ def staged(output_dir: Path, name: str) -> Iterator[Path]:
     except OSError as error:
         if not is_write_failure(error, output_dir.resolve()):
             raise
-        written = folder_size(staging) if staging is not None else None
+        written = None
+        if staging is not None:  # measured, then removed: the space it took is free again
+            written = folder_size(staging)
+            shutil.rmtree(staging, ignore_errors=True)
+            staging = None
         raise UserError(cannot_write(error, output_dir, written)) from None
     finally:
         if staging is not None:

@@ -45,11 +45,15 @@ def cannot_write(error: OSError, folder: Path, written: int | None = None) -> st
     run needs and the fix. `written`: what the run had written when the disk filled."""
     shown = display_path(folder)
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        free = shutil.disk_usage(_existing(folder)).free
-        needs = f"more than the {format_bytes(written)} it had written, " if written else ""
+        free = format_bytes(shutil.disk_usage(_existing(folder)).free)
+        needs = (
+            f"the run needs more than the {format_bytes(written)} it had written; "
+            if written
+            else ""
+        )
         return (
-            f"no space left on the disk of {shown} ({needs}{format_bytes(free)} free now): "
-            "free some space or give another --output-dir"
+            f"no space left on the disk of {shown} ({needs}{free} free now): free some space "
+            "or give another --output-dir"
         )
     if error.errno == errno.EROFS:
         return f"{shown} is on a read-only file system: give another --output-dir"
