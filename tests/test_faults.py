@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -159,3 +160,44 @@ def test_a_sweep_killed_outright_leaves_no_worker_and_no_debris(tmp_path):
         time.sleep(0.2)
     assert not [pid for pid in helpers if _alive(pid)]
     assert not list(temporary.glob("generator-sweep-*"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_that_dies_mid_variant_costs_that_variant_only(tmp_path):
+    """A worker that crashes (SIGSEGV, as a native crash ends it) breaks the process pool: the
+    variants not yet built are built again one at a time, and the one whose worker dies again
+    is recorded as failed while the others are built."""
+    config = write_config(tmp_path, small_config(tmp_path))
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    command = [sys.executable, "-m", "generator", "sweep", str(config), "--jobs", "2"]
+    command += ["--grid", "model.alpha=0.25,0.5,0.75"]
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "TMPDIR": str(temporary)},
+        )
+    crashed = set()
+    deadline = time.monotonic() + 600
+    while driver.poll() is None and time.monotonic() < deadline:
+        for folder in temporary.glob("generator-sweep-*-a0_5-*"):
+            worker = int(folder.name.split("-")[2])
+            if worker not in crashed:
+                crashed.add(worker)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker, signal.SIGSEGV)
+        time.sleep(0.1)
+    driver.wait(timeout=60)
+    err = log.read_text()
+    assert driver.returncode == 0, err
+    assert len(crashed) == 2  # in the pool of two, then alone
+    assert "Traceback" not in err
+    info = json.loads((tmp_path / "out" / "small_sweep" / "sweep.json").read_text())
+    status = {row["name"]: (row["status"], row["error"]) for row in info["variants"]}
+    assert status["a0_25"] == ("ok", None) and status["a0_75"] == ("ok", None)
+    assert status["a0_5"][0] == "failed" and "worker process building it died" in status["a0_5"][1]
+    assert not list(temporary.glob("generator-sweep-*"))  # the dead workers' builds removed

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from generator.errors import UserError
 from generator.support.files import cannot_write, folder_size, is_write_failure
+from generator.support.processes import is_running
 
 # Where a comparison puts its modes' files, inside the build's folder (`generator.runs.compare`).
 COMPARISON_FOLDER = "compare"
@@ -76,7 +77,7 @@ def clear_debris(folder: Path, name: str) -> None:
     staging = re.compile(rf"\.{re.escape(name)}-(\d+)-\w+")
     for path in folder.iterdir():
         match = staging.fullmatch(path.name)
-        if match and path.is_dir() and not _running(int(match[1])):
+        if match and path.is_dir() and not is_running(int(match[1])):
             shutil.rmtree(path, ignore_errors=True)
     final, old = folder / name, folder / f".{name}-old"
     if old.is_dir() and not final.exists():
@@ -86,16 +87,6 @@ def clear_debris(folder: Path, name: str) -> None:
     if old_comparison.is_dir() and not comparison.exists():
         old_comparison.rename(comparison)
     shutil.rmtree(old_comparison, ignore_errors=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def publish_build(staging: Path, final: Path) -> None:

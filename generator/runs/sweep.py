@@ -33,6 +33,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Generator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -44,7 +45,7 @@ from generator.config.loading import apply_override, config_from_raw, read_confi
 from generator.config.schema import MAX_NAME_LENGTH, Config
 from generator.errors import UserError, VerificationError
 from generator.runs.publish import clear_debris, publish_build, staged
-from generator.support.processes import die_with_parent, end_children
+from generator.support.processes import die_with_parent, end_children, is_running
 from generator.support.quiet import muted, quiet_tensorflow
 
 # What a variant's folder records about the config it was built from, for resuming.
@@ -197,7 +198,7 @@ def build_variant(config: Config, debug: bool = False) -> VariantOutcome:
     quiet_tensorflow(enabled=not debug)
     with muted():
         from generator.runs import pipeline
-    folder = _building = Path(tempfile.mkdtemp(prefix="generator-sweep-"))
+    folder = _building = Path(tempfile.mkdtemp(prefix=f"{_BUILDING}{os.getpid()}-{config.name}-"))
     try:
         config = replace(config, output=replace(config.output, dir=folder))
         try:
@@ -216,8 +217,19 @@ def build_variant(config: Config, debug: bool = False) -> VariantOutcome:
     return VariantOutcome(config.name, info, files, None)
 
 
-# The temporary folder a local worker is building in, removed if the worker is stopped.
+# The temporary folder a local worker is building in, removed if the worker is stopped, and
+# the start of its name: `generator-sweep-<worker pid>-<variant>-<random>`.
 _building: Path | None = None
+_BUILDING = "generator-sweep-"
+
+
+def _remove_dead_workers_builds() -> None:
+    """Remove the temporary builds of workers that died without removing their own."""
+    pattern = re.compile(rf"{_BUILDING}(\d+)-.+")
+    for folder in Path(tempfile.gettempdir()).glob(f"{_BUILDING}*"):
+        match = pattern.fullmatch(folder.name)
+        if match and not is_running(int(match[1])):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class _SilentStage:
@@ -248,11 +260,41 @@ def run_local(
 ) -> Generator[VariantOutcome, None, None]:
     """Build on a pool of `jobs` worker processes, yielding each outcome as it finishes.
 
-    Workers are spawned (not forked) and each imports TensorFlow once, up front. When the
-    sweep is stopped, the workers are stopped too (Python 3.11's pool has no public way to:
-    its `_processes`), and each removes its temporary folder on the way out. A worker stopped
-    while sending its result leaves the pool's manager thread waiting for the rest, and Python
-    joins that thread at exit: the CLI then ends the process with `os._exit`
+    A worker that dies while building (a native crash, the OOM killer) breaks the whole pool:
+    the variants not yet built are then built again one at a time in a pool of one worker, so
+    that the one whose worker dies again is known; it is recorded as failed and the rest go
+    on."""
+    pending = list(configs)
+    alone = False
+    while pending:
+        try:
+            for outcome in _pool_outcomes(pending, 1 if alone else jobs, debug):
+                pending = [config for config in pending if config.name != outcome.name]
+                yield outcome
+        except BrokenProcessPool:
+            _remove_dead_workers_builds()
+            if not alone:
+                alone = True
+                continue
+            culprit, *pending = pending  # one worker builds them in order: the first died
+            yield VariantOutcome(
+                culprit.name,
+                None,
+                {},
+                "the worker process building it died (a native crash, or killed): run it "
+                "alone with 'python -m generator build --debug' to see why",
+            )
+
+
+def _pool_outcomes(
+    configs: list[Config], jobs: int, debug: bool
+) -> Generator[VariantOutcome, None, None]:
+    """One pool of `jobs` spawned workers, each importing TensorFlow once, up front.
+
+    When the sweep is stopped, the workers are stopped too (Python 3.11's pool has no public
+    way to: its `_processes`), and each removes its temporary folder on the way out. A worker
+    stopped while sending its result leaves the pool's manager thread waiting for the rest,
+    and Python joins that thread at exit: the CLI then ends the process with `os._exit`
     (`exit_now`)."""
     context = multiprocessing.get_context("spawn")
     # The workers and multiprocessing's resource tracker inherit the descriptors they start
