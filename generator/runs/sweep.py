@@ -353,7 +353,9 @@ def run_sweep(
 ) -> dict[str, tuple[VariantOutcome | None, dict | None]]:
     """Build every incomplete variant through `outcomes` (a backend), publish each success as
     it arrives and `report` it; return each variant's outcome (None when it was complete) and
-    its report dictionary."""
+    its report dictionary. Temporary builds of workers killed outright in an earlier sweep on
+    this machine (SIGKILL, a Ray node's raylet ending its workers) are removed first."""
+    _remove_dead_workers_builds()
     sweep_dir = variants[0].config.output.dir
     sweep_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, tuple[VariantOutcome | None, dict | None]] = {}
