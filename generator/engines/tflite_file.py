@@ -1,5 +1,6 @@
 """Read a .tflite flatbuffer back (tensors, operators, inputs, outputs, signature names), put
-its outputs in a given order under given names, and give an int8-I/O model uint8 I/O.
+its outputs in a given order under given names, give an int8-I/O model uint8 I/O, and widen
+16-bit activations too small for their fused bounds.
 
 Reports are built from what this reads out of the artifact, never from the config. It uses the
 flatbuffer schema module that `ai-edge-litert` ships, so it needs no interpreter and can read
@@ -171,6 +172,92 @@ def with_uint8_io(content: bytes) -> bytes:
     for signature in model.signatureDefs or []:
         for mapping in (*signature.inputs, *signature.outputs):
             mapping.tensorIndex = renamed.get(mapping.tensorIndex, mapping.tensorIndex)
+    return _pack(model, len(content))
+
+
+# The bounds of fused activations that TFLite's kernels quantize into int32 with the output's
+# scale when they prepare an operator (`CalculateActivationRangeQuantized`).
+_FUSED_BOUNDS = {
+    schema.ActivationFunctionType.RELU6: 6.0,
+    schema.ActivationFunctionType.RELU_N1_TO_1: 1.0,
+}
+# Operators whose int16 output keeps its input's scale: a widened input widens them too.
+_SAME_SCALE = {
+    schema.BuiltinOperator.RESHAPE,
+    schema.BuiltinOperator.SQUEEZE,
+    schema.BuiltinOperator.PAD,
+    schema.BuiltinOperator.MAX_POOL_2D,
+}
+# Operators whose bias is quantized with the input's scale times the filter's.
+_BIASED = {
+    schema.BuiltinOperator.CONV_2D,
+    schema.BuiltinOperator.DEPTHWISE_CONV_2D,
+    schema.BuiltinOperator.FULLY_CONNECTED,
+}
+
+
+def with_int16_bounds(content: bytes) -> bytes:
+    """`content` (16-bit activations) with every int16 activation whose scale is too small for
+    its fused bound widened until the bound fits, and the biases and same-scale outputs that
+    depend on it requantized to match; `content` itself when none is.
+
+    A layer whose outputs stay within a few millionths (a dead ReLU, the shrinking activations
+    of an untrained network) gets a scale of 1e-10 or less from the 16-bit calibration, and
+    then 6 / scale, a ReLU6's upper bound in steps, overflows int32: TFLite Micro and LiteRT
+    refuse to prepare the operator. The 8-bit path never gets there, because the converter
+    widens ranges narrower than 1e-6 (`ExpandVerySmallRange`); this is the same widening for
+    16 bits. Values that small round to 0 at the widened scale, as they would in 8 bits.
+    """
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    subgraph = model.subgraphs[0]
+    tensors, operators = subgraph.tensors, subgraph.operators
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    widened: dict[int, tuple[float, float]] = {}  # tensor -> (old scale, new scale)
+
+    def int16_scale(index: int) -> float | None:
+        tensor = tensors[index]
+        quantization = tensor.quantization
+        if tensor.type != schema.TensorType.INT16 or quantization is None:
+            return None
+        return None if quantization.scale is None else float(quantization.scale[0])
+
+    for op in operators:
+        activation = getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0
+        if codes[op.opcodeIndex] == schema.BuiltinOperator.RELU6:
+            activation = schema.ActivationFunctionType.RELU6
+        bound = _FUSED_BOUNDS.get(activation)
+        output = int(op.outputs[0])
+        scale = int16_scale(output)
+        if bound is not None and scale is not None:
+            smallest = bound * 2.0**-28  # the bound is 2**28 steps: an eighth of int32's range
+            if scale < smallest:
+                widened[output] = (scale, smallest)
+    if not widened:
+        return content
+    for op in operators:  # in graph order: a chain of same-scale operators follows its input
+        source, output = int(op.inputs[0]), int(op.outputs[0])
+        same = codes[op.opcodeIndex] in _SAME_SCALE and source in widened
+        if same and int16_scale(output) == widened[source][0]:
+            widened[output] = widened[source]
+    for index, (_, scale) in widened.items():
+        tensors[index].quantization.scale = [scale]
+    for op in operators:
+        source = int(op.inputs[0])
+        if codes[op.opcodeIndex] not in _BIASED or source not in widened or len(op.inputs) < 3:
+            continue
+        if int(op.inputs[2]) < 0:
+            continue
+        old, new = widened[source]
+        bias = tensors[int(op.inputs[2])]
+        dtype = np.int64 if bias.type == schema.TensorType.INT64 else np.int32
+        values = np.frombuffer(bytes(bytearray(model.buffers[bias.buffer].data)), dtype=dtype)
+        rescaled = np.round(values.astype(np.float64) * (old / new)).astype(dtype)
+        buffer = schema.BufferT()  # its own buffer: the converter shares equal ones
+        buffer.data = np.frombuffer(rescaled.tobytes(), dtype=np.uint8)
+        model.buffers.append(buffer)
+        bias.buffer = len(model.buffers) - 1
+        weights = tensors[int(op.inputs[1])].quantization.scale  # bias scale: input × filter
+        bias.quantization.scale = [new * float(s) for s in weights]
     return _pack(model, len(content))
 
 

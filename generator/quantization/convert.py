@@ -3,10 +3,11 @@
 
 `full_integer` (the build's default): int8 inside, `io_dtype` at the input and every output,
 integer-only operators. `int16x8`: 16-bit activations, 8-bit weights, int16 I/O (all the
-converter allows for it). `dynamic_range`, `float16`, `float32`: host formats with float I/O,
-made for `compare`. Layers in `quantization.keep_float` stay float through TensorFlow's
-quantization debugger (`quantization_debugger`), and the result is checked: each kept layer
-float, nothing else.
+converter allows for it); activations too small for their fused ReLU6 bound are widened as the
+converter widens 8-bit ranges (`tflite_file.with_int16_bounds`). `dynamic_range`, `float16`,
+`float32`: host formats with float I/O, made for `compare`. Layers in `quantization.keep_float`
+stay float through TensorFlow's quantization debugger (`quantization_debugger`), and the result
+is checked: each kept layer float, nothing else.
 
 The converter quietly keeps float operators it cannot quantize (SIN, CUMSUM, ...) even when
 asked for integer-only builtins, and raises for operators TFLite lacks altogether; either way
@@ -42,7 +43,13 @@ from tensorflow.lite.python.convert_phase import ConverterError
 from generator.config.schema import QuantizationConfig
 from generator.data.pixels import pixels_to_float
 from generator.engines.tflite_file import OPERATOR_NAMES as _OPERATOR_NAMES
-from generator.engines.tflite_file import TfliteModel, read_tflite, with_outputs, with_uint8_io
+from generator.engines.tflite_file import (
+    TfliteModel,
+    read_tflite,
+    with_int16_bounds,
+    with_outputs,
+    with_uint8_io,
+)
 from generator.errors import UserError
 from generator.model.build import INPUT_NAME
 from generator.model.layers import all_layers
@@ -125,6 +132,8 @@ def convert_to_tflite(
             ) from None
     if mode in INTEGER_MODES:
         _refuse_float_operators(content, layer_names, mode, kept)
+    if mode == "int16x8":
+        content = with_int16_bounds(content)
     content = with_outputs(
         content=content,
         order=_head_positions(content, heads),

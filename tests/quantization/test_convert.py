@@ -264,3 +264,34 @@ def test_layers_without_integer_operators_are_named(op, message):
             QuantizationConfig(io_dtype="uint8", per_channel=True),
             heads=["a"],
         )
+
+
+def test_16_bit_activations_too_small_for_a_relu6_are_widened():
+    """An untrained MobileNet's activations shrink layer by layer (to 1e-18 here); at 16 bits
+    the calibration gives them scales too small for 6 to fit int32 in steps, which TFLite
+    Micro refuses. Widened, every bound fits and TFLite Micro runs the model."""
+    heads = (Head("object", 3, None), Head("light", 2, None))
+    config = ModelConfig(
+        backbone="mobilenet_v1",
+        alpha=0.25,
+        input_shape=(32, 32, 3),
+        heads=heads,
+        weights=None,
+        seed=0,
+    )
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    quantization = QuantizationConfig(io_dtype="uint8", per_channel=True, mode="int16x8")
+    content = convert_to_tflite(
+        build_model(config), pixels, (0.0, 1.0), quantization, heads=["object", "light"]
+    )
+    tflite = read_tflite(content)
+    bounded = [
+        tflite.tensors[op.outputs[0]]
+        for op in tflite.operators
+        if op.activation == "RELU6" and tflite.tensors[op.outputs[0]].dtype == "int16"
+    ]
+    assert len(bounded) == 27  # every convolution of MobileNetV1's 13 blocks and its stem
+    assert min(tensor.scale for tensor in bounded) >= 2 * 6 / (2**31 - 1)
+    interpreter = runtime.Interpreter.from_bytes(content)
+    interpreter.set_input(pixels[:1].astype(np.int16), 0)  # int16 I/O in this mode
+    interpreter.invoke()
