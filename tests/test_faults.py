@@ -224,3 +224,47 @@ def test_a_worker_that_dies_mid_variant_costs_that_variant_only(tmp_path):
     assert status["a0_25"] == ("ok", None) and status["a0_75"] == ("ok", None)
     assert status["a0_5"][0] == "failed" and "worker process building it died" in status["a0_5"][1]
     assert not list(temporary.glob("generator-sweep-*"))  # the dead workers' builds removed
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_build_stopped_while_vela_runs_beside_it_leaves_its_previous_result(tmp_path, signum):
+    """Stopped after the conversion, while Vela and the arena search run beside the per-layer
+    error: SIGTERM ends in 130 with the staging folder removed and no Vela or search left;
+    SIGKILL leaves the staging folder for the next run of the name, and no search."""
+    config = write_config(tmp_path, small_config(tmp_path))
+    assert run_cli("build", str(config)).returncode == 0
+    out = tmp_path / "out"
+    previous = _snapshot(out / "small")
+    build = subprocess.Popen(
+        [sys.executable, "-m", "generator", "build", str(config)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob(f".small-{build.pid}-*/small.tflite")):
+        assert time.monotonic() < deadline and build.poll() is None, "no conversion"
+        time.sleep(0.05)
+    helpers = _children(build.pid)
+    build.send_signal(signum)
+    _, err = build.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if signum == signal.SIGTERM:
+        assert build.returncode == 130 and "interrupted: nothing was written" in err, err
+        assert "Traceback" not in err
+        assert not list(out.glob(".small-*"))  # no staging folder
+        assert not [pid for pid in helpers if _alive(pid)]  # no Vela, no arena search
+    else:
+        searches = [pid for pid in helpers if _alive(pid) and "vela" not in _command(pid)]
+        assert not searches  # the arena search died with the build; Vela finishes by itself
+    assert _snapshot(out / "small") == previous
+
+
+def _command(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
