@@ -6,6 +6,7 @@ and no process behind."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -268,3 +269,42 @@ def _command(pid: int) -> str:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     return ""
+
+
+def test_a_resumed_sweep_rebuilds_variants_whose_files_are_cut_short_or_gone(tmp_path):
+    config = write_config(tmp_path, small_config(tmp_path))
+    grid = ["--grid", "model.alpha=0.25,0.5,0.75"]
+    assert run_cli("sweep", str(config), *grid, "--jobs", "2").returncode == 0
+    out = tmp_path / "out" / "small_sweep"
+    table = (out / "sweep.json").read_text()
+    record = out / "a0_25" / "a0_25_quantization_info.json"
+    record.write_text(record.read_text()[:100])  # cut short
+    (out / "a0_5" / "a0_5.tflite").unlink()  # gone
+    kept = (out / "a0_75" / "a0_75.tflite").stat().st_mtime_ns
+    run = run_cli("sweep", str(config), *grid, "--jobs", "2")
+    assert run.returncode == 0, run.stderr
+    assert "a0_75: already built, not rebuilt" in run.stderr
+    assert "a0_25: already built" not in run.stderr and "a0_5: already built" not in run.stderr
+    assert (out / "a0_75" / "a0_75.tflite").stat().st_mtime_ns == kept
+    assert (out / "sweep.json").read_text() == table  # rebuilt, the same figures
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_two_builds_of_one_name_at_once_leave_one_whole_build(tmp_path):
+    config = write_config(tmp_path, small_config(tmp_path))
+    command = [sys.executable, "-m", "generator", "build", str(config)]
+    builds = [
+        subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for build in builds:
+        _, err = build.communicate(timeout=600)
+        assert build.returncode == 0, err
+    out = tmp_path / "out"
+    assert [p.name for p in out.iterdir()] == ["small"]  # no staging or old folder left
+    folder = out / "small"
+    info = json.loads((folder / "small_quantization_info.json").read_text())
+    assert (
+        hashlib.sha256((folder / "small.tflite").read_bytes()).hexdigest()
+        == info["model"]["sha256"]
+    )

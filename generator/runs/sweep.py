@@ -182,14 +182,22 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def complete(variant: Variant) -> dict | None:
-    """The published build's report, when the variant was built from the same config."""
+    """The published build's report, when the variant was built from the same config and
+    every file it wrote is there as it was written (a file cut short, edited or removed since
+    means the variant is built again)."""
     folder = variant.config.output.dir / variant.name
     try:
         recorded = json.loads((folder / FINGERPRINT_FILE).read_text())
         info = json.loads((folder / f"{variant.name}_quantization_info.json").read_text())
-    except (OSError, ValueError):
+        files = recorded["files"]
+        intact = all(_digest((folder / name).read_bytes()) == files[name] for name in files)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return info if recorded.get("fingerprint") == variant.fingerprint else None
+    return info if intact and recorded.get("fingerprint") == variant.fingerprint else None
+
+
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 def build_variant(config: Config, debug: bool = False) -> VariantOutcome:
@@ -250,7 +258,11 @@ def publish_variant(variant: Variant, outcome: VariantOutcome) -> None:
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-        record = {"fingerprint": variant.fingerprint, "settings": variant.settings}
+        record = {
+            "fingerprint": variant.fingerprint,
+            "settings": variant.settings,
+            "files": {name: _digest(content) for name, content in outcome.files.items()},
+        }
         (staging / FINGERPRINT_FILE).write_text(json.dumps(record, indent=2) + "\n")
         publish_build(staging, sweep_dir / variant.name)
 
