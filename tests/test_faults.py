@@ -308,3 +308,27 @@ def test_two_builds_of_one_name_at_once_leave_one_whole_build(tmp_path):
         hashlib.sha256((folder / "small.tflite").read_bytes()).hexdigest()
         == info["model"]["sha256"]
     )
+
+
+def test_a_comparison_stopped_mid_mode_keeps_the_previous_one(tmp_path):
+    config = write_config(tmp_path, small_config(tmp_path))
+    modes = ["--modes", "full_integer,float16"]
+    assert run_cli("compare", str(config), *modes).returncode == 0
+    out = tmp_path / "out"
+    previous = _snapshot(out / "small")
+    compare = subprocess.Popen(
+        [sys.executable, "-m", "generator", "compare", str(config), *modes],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob(f".small-{compare.pid}-*/compare/full_integer/*.tflite")):
+        assert time.monotonic() < deadline and compare.poll() is None, "no mode started"
+        time.sleep(0.05)
+    compare.send_signal(signal.SIGTERM)
+    _, err = compare.communicate(timeout=60)
+    assert compare.returncode == 130 and "Traceback" not in err, err
+    assert [p.name for p in out.iterdir()] == ["small"]  # no staging folder
+    assert _snapshot(out / "small") == previous
