@@ -9,9 +9,11 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -332,3 +334,40 @@ def test_a_comparison_stopped_mid_mode_keeps_the_previous_one(tmp_path):
     assert compare.returncode == 130 and "Traceback" not in err, err
     assert [p.name for p in out.iterdir()] == ["small"]  # no staging folder
     assert _snapshot(out / "small") == previous
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_ray_worker_killed_mid_variant_costs_that_variant_only(tmp_path):
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
+    config = write_config(tmp_path, small_config(tmp_path))
+    # Ray's socket paths live in TMPDIR and may not exceed 107 bytes: a short one.
+    temporary = Path(tempfile.mkdtemp(prefix="gf-", dir="/tmp"))
+    command = [sys.executable, "-m", "generator", "sweep", str(config), "--backend", "ray"]
+    command += ["--jobs", "2", "--grid", "model.alpha=0.25,0.5"]
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "TMPDIR": str(temporary)},
+        )
+    killed = None
+    deadline = time.monotonic() + 600
+    while driver.poll() is None and time.monotonic() < deadline:
+        for folder in temporary.glob("generator-sweep-*-a0_5-*"):
+            if killed is None:
+                killed = int(folder.name.split("-")[2])
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.1)
+    driver.wait(timeout=60)
+    err = log.read_text()
+    assert killed is not None and driver.returncode == 0, err
+    assert "Traceback" not in err
+    info = json.loads((tmp_path / "out" / "small_sweep" / "sweep.json").read_text())
+    status = {row["name"]: (row["status"], row["error"]) for row in info["variants"]}
+    assert status["a0_25"] == ("ok", None)
+    assert status["a0_5"][0] == "failed" and "its Ray task failed" in status["a0_5"][1]
+    assert not list(temporary.glob("generator-sweep-*"))
+    shutil.rmtree(temporary, ignore_errors=True)

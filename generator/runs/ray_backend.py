@@ -16,6 +16,7 @@ from generator.config.schema import Config
 from generator.errors import UserError
 from generator.runs.sweep import VariantOutcome, build_variant
 from generator.support.quiet import muted
+from generator.support.text import first_line
 
 
 def run_on_ray(
@@ -24,7 +25,8 @@ def run_on_ray(
     """Build each config as a Ray task, yielding outcomes as they finish.
 
     With `address`, join that cluster (its CPUs decide how many run at once); without, start a
-    local instance with `jobs` CPUs and stop it afterwards."""
+    local instance with `jobs` CPUs and stop it afterwards. A task whose worker or node dies is
+    that variant's one-line failure; the others go on."""
     try:
         import ray
     except ImportError:
@@ -49,9 +51,19 @@ def run_on_ray(
         ) from None
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(build_variant)
-        pending = [task.remote(config, debug) for config in configs]
+        names = {task.remote(config, debug): config.name for config in configs}
+        pending = list(names)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+            try:
+                outcome = ray.get(done[0])
+            except ray.exceptions.RayError as error:  # its worker died, or its node
+                outcome = VariantOutcome(
+                    names[done[0]],
+                    None,
+                    {},
+                    f"its Ray task failed ({type(error).__name__}: {first_line(error)})",
+                )
+            yield outcome
     finally:
         ray.shutdown()

@@ -365,8 +365,8 @@ def run_sweep(
 ) -> dict[str, tuple[VariantOutcome | None, dict | None]]:
     """Build every incomplete variant through `outcomes` (a backend), publish each success as
     it arrives and `report` it; return each variant's outcome (None when it was complete) and
-    its report dictionary. Temporary builds of workers killed outright in an earlier sweep on
-    this machine (SIGKILL, a Ray node's raylet ending its workers) are removed first."""
+    its report dictionary. Temporary builds of workers killed outright (SIGKILL, a Ray task
+    whose worker died) on this machine are removed, before and after."""
     _remove_dead_workers_builds()
     sweep_dir = variants[0].config.output.dir
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -390,4 +390,5 @@ def run_sweep(
                     publish_variant(variant, outcome)
                 results[variant.name] = (outcome, outcome.info)
                 report(variant, outcome, outcome.info)
+    _remove_dead_workers_builds()  # a worker killed during this sweep left its build
     return results
