@@ -371,3 +371,30 @@ def test_a_ray_worker_killed_mid_variant_costs_that_variant_only(tmp_path):
     assert status["a0_5"][0] == "failed" and "its Ray task failed" in status["a0_5"][1]
     assert not list(temporary.glob("generator-sweep-*"))
     shutil.rmtree(temporary, ignore_errors=True)
+
+
+def test_a_full_disk_stops_compare_report_and_sweep_in_one_line(tmp_path):
+    """The other commands on the disk of test_a_disk_that_fills_up_...: each ends in one line
+    with exit code 2, and what they wrote before stays as it was."""
+    with _tmpfs(tmp_path / "disk", "16m") as disk:
+        config = write_config(tmp_path, small_config(tmp_path, output={"dir": str(disk)}))
+        assert run_cli("build", str(config)).returncode == 0
+        assert run_cli("compare", str(config), "--modes", "full_integer").returncode == 0
+        previous = _snapshot(disk)
+        filler = disk / "filler"
+        with filler.open("wb") as handle, contextlib.suppress(OSError):
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        os.truncate(filler, filler.stat().st_size - 64 * 1024)
+        for command in (
+            ["compare", str(config), "--modes", "full_integer"],
+            ["report", str(disk / "small")],
+            ["sweep", str(config), "--grid", "model.alpha=0.25"],
+        ):
+            run = run_cli(*command)
+            assert run.returncode == 2, (command, run.stderr)
+            _one_error_line(run, "no space left on the disk of")
+        filler.unlink()
+        assert _snapshot(disk) == previous
+        assert not list(disk.rglob(".*"))  # no staging folder, no partial file

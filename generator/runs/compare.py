@@ -54,6 +54,7 @@ from generator.records.compare_record import compare_info
 from generator.runs.pipeline import fine_tune_stage, train_stage
 from generator.runs.publish import COMPARISON_FOLDER, publish_comparison, staged
 from generator.runs.report import write_compare_report
+from generator.support.files import is_write_failure
 from generator.support.text import display_path, first_line
 
 HOST_RUNTIME = "litert_default"  # what `Interpreter(model_path=...)` gives a host user
@@ -219,6 +220,8 @@ def _measure(
             made=made,
         )
     except Exception as error:  # any engine's failure is the row's result, not the run's
+        if isinstance(error, OSError) and is_write_failure(error, folder.resolve()):
+            raise  # the output folder's, not the mode's: the run stops (runs.publish.staged)
         shutil.rmtree(folder, ignore_errors=True)
         if isinstance(error, UserError):
             return ModeResult(mode, error=str(error))
