@@ -259,7 +259,8 @@ def test_a_build_stopped_while_vela_runs_beside_it_leaves_its_previous_result(tm
     if signum == signal.SIGTERM:
         assert build.returncode == 130 and "interrupted: nothing was written" in err, err
         assert "Traceback" not in err
-        assert not list(out.glob(".small-*"))  # no staging folder
+        left = [str(p.relative_to(out)) for p in out.glob(".small-*/**/*")]
+        assert not list(out.glob(".small-*")), (left, err)  # no staging folder
         assert not [pid for pid in helpers if _alive(pid)]  # no Vela, no arena search
     else:
         searches = [pid for pid in helpers if _alive(pid) and "vela" not in _command(pid)]
@@ -398,3 +399,45 @@ def test_a_full_disk_stops_compare_report_and_sweep_in_one_line(tmp_path):
         filler.unlink()
         assert _snapshot(disk) == previous
         assert not list(disk.rglob(".*"))  # no staging folder, no partial file
+
+
+def test_a_read_only_disk_stops_compare_report_and_sweep_in_one_line(tmp_path):
+    with _tmpfs(tmp_path / "disk", "16m") as disk:
+        config = write_config(tmp_path, small_config(tmp_path, output={"dir": str(disk)}))
+        assert run_cli("build", str(config)).returncode == 0
+        previous = _snapshot(disk)
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        for command, fragment in (
+            (["compare", str(config), "--modes", "full_integer"], "output.dir: cannot write in"),
+            (["sweep", str(config), "--grid", "model.alpha=0.25"], "cannot write in"),
+            (["report", str(disk / "small")], "is on a read-only file system"),
+        ):
+            run = run_cli(*command)
+            assert run.returncode == 2, (command, run.stderr)
+            _one_error_line(run, fragment)
+        assert _snapshot(disk) == previous
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_report_stopped_while_rendering_keeps_the_previous_pages(
+    demo_sized_build, tmp_path, signum
+):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for path in demo_sized_build.glob("default_*"):
+        if path.is_file():
+            (folder / path.name).write_bytes(path.read_bytes())
+    previous = _snapshot(folder)
+    report = subprocess.Popen(
+        [sys.executable, "-m", "generator", "report", str(folder)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.6)  # its imports take 0.1 s, drawing the figures about 2 s
+    report.send_signal(signum)
+    _, err = report.communicate(timeout=60)
+    assert report.returncode == (130 if signum == signal.SIGTERM else -signal.SIGKILL), err
+    assert "Traceback" not in err
+    assert _snapshot(folder) == previous  # not one page half-written or replaced

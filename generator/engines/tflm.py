@@ -13,10 +13,12 @@ a child process while the caller goes on with other stages.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import signal
 import struct
+from collections.abc import Iterator
 
 import numpy as np
 from tflite_micro import runtime
@@ -89,18 +91,24 @@ class ArenaSearch:
     def __init__(self, content: bytes, sample: np.ndarray) -> None:
         self._limit = _round_up(10 * len(content))
         reader, writer = os.pipe()
-        self._pid = os.fork()
-        if self._pid == 0:  # the child: answer through the pipe, never return to the caller
-            code = 1
-            try:
-                os.close(reader)
-                die_with_parent()
-                os.write(writer, str(minimum_arena(content, sample)).encode())
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(writer)
-        self._answer = os.fdopen(reader, "rb")
+        try:
+            with _signals_held():  # a stop arriving now is taken once the child is known
+                self._pid = os.fork()
+                if self._pid == 0:  # the child: answer through the pipe, never return
+                    code = 1
+                    try:
+                        os.close(reader)
+                        die_with_parent()
+                        os.write(writer, str(minimum_arena(content, sample)).encode())
+                        code = 0
+                    finally:
+                        os._exit(code)
+                os.close(writer)
+                self._answer = os.fdopen(reader, "rb")
+        except BaseException:  # the stop held above: the child must not outlive it
+            if hasattr(self, "_answer"):
+                self.cancel()
+            raise
 
     def result(self) -> int:
         """Wait for the smallest arena, in bytes."""
@@ -129,7 +137,8 @@ def _runs(content: bytes, sample: np.ndarray, arena_size: int) -> bool:
     a segmentation fault, not an error), so each try runs in a forked child process and a crash
     counts as "does not fit".
     """
-    pid = os.fork()
+    with _signals_held():
+        pid = os.fork()
     if pid == 0:  # the child: report by exit code, never return into the caller's code
         faulthandler.disable()  # a crash here is an answer, not something to print
         code = 1
@@ -143,6 +152,19 @@ def _runs(content: bytes, sample: np.ndarray, arena_size: int) -> bool:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status) == 0
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM around a fork: the CLI turns them into KeyboardInterrupt, and
+    raised inside fork's own callbacks (logging's lock, released after a fork) Python prints
+    and drops it, so the run would go on. Held, the signal is taken when the block ends."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _round_up(size: int) -> int:

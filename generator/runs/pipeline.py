@@ -124,9 +124,10 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
     # in-process ones: the arena search in a child process, Vela's compiles as subprocesses,
     # two at a time (docs/design/concurrent-stages.md).
     model_input = pixels_to_model_input(calibration.held_out[:1], tflite.inputs[0], input_range)
-    arena_search = ArenaSearch(content, model_input[0])
+    arena_search = None
     vela_pool = ThreadPoolExecutor(max_workers=VELA_AT_ONCE)
     try:
+        arena_search = ArenaSearch(content, model_input[0])
         compiling = _start_compiles(vela_pool, config, tflite_path, folder)
         errors = None
         # The debugger cannot build int16 layers (records.policy.LAYER_ERRORS_WITH_INT16).
@@ -161,7 +162,8 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         with stage("arena", "smallest TFLite Micro tensor arena (searched beside the above)"):
             arena = arena_search.result()
     except BaseException:
-        arena_search.cancel()
+        if arena_search is not None:
+            arena_search.cancel()
         raise
     finally:
         vela_pool.shutdown(wait=True, cancel_futures=True)

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,7 +49,17 @@ def staged(output_dir: Path, name: str) -> Iterator[Path]:
         raise UserError(cannot_write(error, output_dir, written)) from None
     finally:
         if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+            _remove(staging)
+
+
+def _remove(folder: Path) -> None:
+    """Remove `folder`, trying again while a file appears in it as it is removed (a process
+    the run started, ending, may still be closing a file there)."""
+    for _ in range(5):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.2)
 
 
 def staging_folder(output_dir: Path, name: str) -> Path:
