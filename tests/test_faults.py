@@ -103,41 +103,6 @@ def _tmpfs(folder: Path, size: str):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def test_a_disk_that_fills_up_is_one_line_and_the_previous_build_stays(tmp_path):
-    with _tmpfs(tmp_path / "disk", "12m") as disk:
-        config = write_config(tmp_path, small_config(tmp_path, output={"dir": str(disk)}))
-        assert run_cli("build", str(config)).returncode == 0
-        previous = _snapshot(disk)
-        # Leave about 300 KiB: less than the build writes.
-        filler = disk / "filler"
-        with filler.open("wb") as handle, contextlib.suppress(OSError):
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        os.truncate(filler, filler.stat().st_size - 300 * 1024)
-        run = run_cli("build", str(config))
-        assert run.returncode == 2, run.stderr
-        _one_error_line(run, f"no space left on the disk of {disk}")
-        assert "free some space or give another --output-dir" in run.stderr
-        filler.unlink()
-        assert _snapshot(disk) == previous  # the previous build as it was, no staging folder
-
-
-def test_a_read_only_output_folder_is_one_line_before_any_work(tmp_path):
-    with _tmpfs(tmp_path / "disk", "12m") as disk:
-        config = write_config(tmp_path, small_config(tmp_path, output={"dir": str(disk)}))
-        assert run_cli("build", str(config)).returncode == 0
-        previous = _snapshot(disk)
-        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-        started = time.monotonic()
-        run = run_cli("build", str(config))
-        assert run.returncode == 2, run.stderr
-        _one_error_line(run, f"output.dir: cannot write in {disk}")
-        assert "[import]" not in run.stderr  # refused before TensorFlow
-        assert time.monotonic() - started < 30
-        assert _snapshot(disk) == previous
-
-
 def _children(pid: int) -> set[int]:
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -374,9 +339,10 @@ def test_a_ray_worker_killed_mid_variant_costs_that_variant_only(tmp_path):
     shutil.rmtree(temporary, ignore_errors=True)
 
 
-def test_a_full_disk_stops_compare_report_and_sweep_in_one_line(tmp_path):
-    """The other commands on the disk of test_a_disk_that_fills_up_...: each ends in one line
-    with exit code 2, and what they wrote before stays as it was."""
+def test_a_disk_that_fills_up_stops_every_command_in_one_line(tmp_path):
+    """A disk with 64 KiB free under a build and a comparison: build, compare, report and sweep
+    each end in one line with exit code 2 (before: a 12-line OSError traceback), and what was
+    there stays as it was, with no staging folder and no partial file."""
     with _tmpfs(tmp_path / "disk", "16m") as disk:
         config = write_config(tmp_path, small_config(tmp_path, output={"dir": str(disk)}))
         assert run_cli("build", str(config)).returncode == 0
@@ -389,6 +355,7 @@ def test_a_full_disk_stops_compare_report_and_sweep_in_one_line(tmp_path):
                 handle.flush()
         os.truncate(filler, filler.stat().st_size - 64 * 1024)
         for command in (
+            ["build", str(config)],
             ["compare", str(config), "--modes", "full_integer"],
             ["report", str(disk / "small")],
             ["sweep", str(config), "--grid", "model.alpha=0.25"],
@@ -401,13 +368,15 @@ def test_a_full_disk_stops_compare_report_and_sweep_in_one_line(tmp_path):
         assert not list(disk.rglob(".*"))  # no staging folder, no partial file
 
 
-def test_a_read_only_disk_stops_compare_report_and_sweep_in_one_line(tmp_path):
+def test_a_read_only_disk_stops_every_command_in_one_line(tmp_path):
+    """Refused before any work where the config names the folder, before writing for report."""
     with _tmpfs(tmp_path / "disk", "16m") as disk:
         config = write_config(tmp_path, small_config(tmp_path, output={"dir": str(disk)}))
         assert run_cli("build", str(config)).returncode == 0
         previous = _snapshot(disk)
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         for command, fragment in (
+            (["build", str(config)], "output.dir: cannot write in"),
             (["compare", str(config), "--modes", "full_integer"], "output.dir: cannot write in"),
             (["sweep", str(config), "--grid", "model.alpha=0.25"], "cannot write in"),
             (["report", str(disk / "small")], "is on a read-only file system"),
