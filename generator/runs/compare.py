@@ -149,21 +149,25 @@ def _compare_into(folder: Path, config: Config, modes: tuple[str, ...], stage):
         }
     results = []
     for mode in modes:
+        mode_folder = folder / COMPARISON_FOLDER / mode
         with stage(f"mode {mode}", _mode_detail(mode, config)):
-            result = _measure(
-                mode=mode,
-                convert=convert,
-                folder=folder / COMPARISON_FOLDER / mode,
-                name=name,
-                config=config,
-                built=built,
-                images=images,
-                labels=labels,
-                expected=expected,
-                made=(reference, reference_figures["host_latency_ms"])
-                if mode == "float32"
-                else None,
-            )
+            try:
+                result = _measure(
+                    mode=mode,
+                    convert=convert,
+                    folder=mode_folder,
+                    name=name,
+                    config=config,
+                    built=built,
+                    images=images,
+                    labels=labels,
+                    expected=expected,
+                    made=(reference, reference_figures["host_latency_ms"])
+                    if mode == "float32"
+                    else None,
+                )
+            except Exception as error:  # any engine's failure is the row's, not the run's
+                result = _failed(mode, mode_folder, error)
         if result.error:
             stage.note(f"{mode} failed: {result.error}")
         results.append(result)
@@ -189,6 +193,19 @@ def _mode_detail(mode: str, config: Config) -> str:
     return f"convert, Vela for {targets}, TFLite Micro arena, accuracy"
 
 
+def _failed(mode: str, folder: Path, error: Exception) -> ModeResult:
+    """Whatever fails while a mode is made or measured (the converter, Vela, TFLite Micro,
+    LiteRT) is that mode's one-line error, and its files are removed: the other modes go on,
+    and the comparison reports what failed where. The output folder's own failure (a full or
+    read-only disk) is not the mode's: it stops the run (`runs.publish.staged`)."""
+    if isinstance(error, OSError) and is_write_failure(error, folder.resolve()):
+        raise error
+    shutil.rmtree(folder, ignore_errors=True)
+    if isinstance(error, UserError):
+        return ModeResult(mode, error=str(error))
+    return ModeResult(mode, error=f"{type(error).__name__}: {first_line(error, limit=300)}")
+
+
 def _measure(
     *,
     mode: str,
@@ -203,44 +220,7 @@ def _measure(
     made: tuple[bytes, float] | None,
 ) -> ModeResult:
     """One mode's figures; `made` is its .tflite and host latency when already measured (the
-    float32 reference). Whatever fails while the mode is made or measured (the converter, Vela,
-    TFLite Micro, LiteRT) is that mode's one-line error, and its files are removed: the other
-    modes go on, and the comparison reports what failed where."""
-    try:
-        return _measured(
-            mode=mode,
-            convert=convert,
-            folder=folder,
-            name=name,
-            config=config,
-            built=built,
-            images=images,
-            labels=labels,
-            expected=expected,
-            made=made,
-        )
-    except Exception as error:  # any engine's failure is the row's result, not the run's
-        if isinstance(error, OSError) and is_write_failure(error, folder.resolve()):
-            raise  # the output folder's, not the mode's: the run stops (runs.publish.staged)
-        shutil.rmtree(folder, ignore_errors=True)
-        if isinstance(error, UserError):
-            return ModeResult(mode, error=str(error))
-        return ModeResult(mode, error=f"{type(error).__name__}: {first_line(error, limit=300)}")
-
-
-def _measured(
-    *,
-    mode: str,
-    convert: Callable[[str], bytes],
-    folder: Path,
-    name: str,
-    config: Config,
-    built: BuiltModel,
-    images: np.ndarray,
-    labels: np.ndarray | None,
-    expected: dict[str, np.ndarray],
-    made: tuple[bytes, float] | None,
-) -> ModeResult:
+    float32 reference)."""
     content, latency = made or (convert(mode), None)
     folder.mkdir(parents=True)
     tflite_path = folder / f"{name}_{mode}.tflite"
