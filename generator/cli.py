@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from generator import __version__
 from generator.errors import UserError, VerificationError
-from generator.support.files import cannot_write, is_write_failure
+from generator.support.files import cannot_write
 from generator.support.quiet import muted, quiet_tensorflow
 from generator.support.text import display_path
 
@@ -51,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verification failed: {error}", file=sys.stderr)
         return 1
     except OSError as error:
-        # A write outside a staged run (a re-rendered report, a sweep's table) that the disk
-        # refused; a staged run says so itself (runs.publish.staged).
-        folder = Path(str(error.filename)).parent if error.filename else Path.cwd()
-        if not is_write_failure(error, folder):
+        # A write outside a staged run (a re-rendered report, a sweep's table) that a full or
+        # read-only disk refused; a staged run says so itself (runs.publish.staged). A file
+        # that may not be opened could be read or written: not a disk's problem to name here.
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
+        folder = Path(str(error.filename)).parent if error.filename else Path.cwd()
         if args.debug:
             traceback.print_exc()
         print(f"error: {cannot_write(error, folder)}", file=sys.stderr)
