@@ -103,6 +103,22 @@ def _tmpfs(folder: Path, size: str):
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+def _started(arguments: list[str], out: Path, staged: str) -> subprocess.Popen:
+    """The command running, once its staging folder in `out` holds `staged` (a glob)."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "generator", *arguments],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob(f".small-{run.pid}-*/{staged}")):
+        assert time.monotonic() < deadline and run.poll() is None, f"no {staged} was staged"
+        time.sleep(0.05)
+    return run
+
+
 def _children(pid: int) -> set[int]:
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -204,17 +220,7 @@ def test_a_build_stopped_while_vela_runs_beside_it_leaves_its_previous_result(tm
     assert run_cli("build", str(config)).returncode == 0
     out = tmp_path / "out"
     previous = _snapshot(out / "small")
-    build = subprocess.Popen(
-        [sys.executable, "-m", "generator", "build", str(config)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not list(out.glob(f".small-{build.pid}-*/small.tflite")):
-        assert time.monotonic() < deadline and build.poll() is None, "no conversion"
-        time.sleep(0.05)
+    build = _started(["build", str(config)], out, "small.tflite")
     helpers = _children(build.pid)
     build.send_signal(signum)
     _, err = build.communicate(timeout=60)
@@ -284,17 +290,7 @@ def test_a_comparison_stopped_mid_mode_keeps_the_previous_one(tmp_path):
     assert run_cli("compare", str(config), *modes).returncode == 0
     out = tmp_path / "out"
     previous = _snapshot(out / "small")
-    compare = subprocess.Popen(
-        [sys.executable, "-m", "generator", "compare", str(config), *modes],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not list(out.glob(f".small-{compare.pid}-*/compare/full_integer/*.tflite")):
-        assert time.monotonic() < deadline and compare.poll() is None, "no mode started"
-        time.sleep(0.05)
+    compare = _started(["compare", str(config), *modes], out, "compare/full_integer/*.tflite")
     compare.send_signal(signal.SIGTERM)
     _, err = compare.communicate(timeout=60)
     assert compare.returncode == 130 and "Traceback" not in err, err

@@ -190,19 +190,23 @@ def test_heads_with_identical_weights_are_refused():
         )
 
 
-def test_conversion_is_byte_deterministic(small_tflite):
+def _untrained() -> tuple[keras.Model, np.ndarray]:
+    """A random-weight MobileNetV1 α0.25 32×32×3 with two heads, and 8 random images."""
     heads = (Head("object", 3, None), Head("light", 2, None))
-    model = build_model(
-        ModelConfig(
-            backbone="mobilenet_v1",
-            alpha=0.25,
-            input_shape=(32, 32, 3),
-            heads=heads,
-            weights=None,
-            seed=0,
-        )
+    config = ModelConfig(
+        backbone="mobilenet_v1",
+        alpha=0.25,
+        input_shape=(32, 32, 3),
+        heads=heads,
+        weights=None,
+        seed=0,
     )
     pixels = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    return build_model(config), pixels
+
+
+def test_conversion_is_byte_deterministic(small_tflite):
+    model, pixels = _untrained()
     quantization = QuantizationConfig(io_dtype="uint8", per_channel=True)
     first = convert_to_tflite(model, pixels, (0.0, 1.0), quantization, heads=["object", "light"])
     again = convert_to_tflite(model, pixels, (0.0, 1.0), quantization, heads=["object", "light"])
@@ -270,20 +274,9 @@ def test_16_bit_activations_too_small_for_a_relu6_are_widened():
     """An untrained MobileNet's activations shrink layer by layer (to 1e-18 here); at 16 bits
     the calibration gives them scales too small for 6 to fit int32 in steps, which TFLite
     Micro refuses. Widened, every bound fits and TFLite Micro runs the model."""
-    heads = (Head("object", 3, None), Head("light", 2, None))
-    config = ModelConfig(
-        backbone="mobilenet_v1",
-        alpha=0.25,
-        input_shape=(32, 32, 3),
-        heads=heads,
-        weights=None,
-        seed=0,
-    )
-    pixels = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    model, pixels = _untrained()
     quantization = QuantizationConfig(io_dtype="uint8", per_channel=True, mode="int16x8")
-    content = convert_to_tflite(
-        build_model(config), pixels, (0.0, 1.0), quantization, heads=["object", "light"]
-    )
+    content = convert_to_tflite(model, pixels, (0.0, 1.0), quantization, heads=["object", "light"])
     tflite = read_tflite(content)
     bounded = [
         tflite.tensors[op.outputs[0]]
