@@ -64,10 +64,11 @@ capped by the cgroup's memory limit when the process runs in a container that se
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import psutil
 
 from generator.data.images import find_images
 from generator.errors import UserError
@@ -164,8 +165,9 @@ def estimate_bytes(
 
 
 def available_bytes() -> int:
-    """Memory this process can allocate now: MemAvailable, capped by a cgroup limit."""
-    available = _mem_available()
+    """Memory this process can allocate now: what the system reports available (MemAvailable
+    on Linux; psutil asks each system its own way), capped by a cgroup limit."""
+    available = psutil.virtual_memory().available
     for limit_file in _CGROUP_LIMITS:
         limit = _read_int(limit_file)
         if limit is not None:
@@ -236,16 +238,6 @@ def _count_labelled(source: Path) -> int:
         return len(find_images(source))
     with source.open("rb") as handle:
         return max(0, sum(1 for _ in handle) - 1)
-
-
-def _mem_available() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass  # not Linux: ask the C library below
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _read_int(path: Path) -> int | None:
