@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from generator import __version__
 from generator.errors import UserError, VerificationError
+from generator.records.policy import MICRO_TITLES
 from generator.support.files import cannot_write
 from generator.support.quiet import muted, quiet_tensorflow
 from generator.support.text import display_path
@@ -440,9 +441,10 @@ def _print_summary(info: dict, written: list[Path]) -> None:
         if fit and len(fit["placements"]) > 1:
             print(f"    recommended placement: {fit['recommendation']}", file=sys.stderr)
     if info.get("accuracy"):
+        micro = MICRO_TITLES[info["accuracy"]["quantized_runtime"]]
         for name, head in info["accuracy"]["heads"].items():
             print(
-                f"  {name}: accuracy float {head['float_top1']:.2%}, quantized (TFLite Micro) "
+                f"  {name}: accuracy float {head['float_top1']:.2%}, quantized ({micro}) "
                 f"{head['quantized_top1']:.2%} ({head['drop_points']:+.2f} points drop)"
                 + (
                     f", post-training quantized instead {head['post_training_top1']:.2%}"

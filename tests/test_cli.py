@@ -8,18 +8,21 @@ import sys
 import numpy as np
 import pytest
 from conftest import (
+    MICRO,
     REPO,
+    TFLM_INSTALLED,
     digit_images,
     digits_config,
+    micro_by_hand,
     small_config,
     write_config,
     write_digits,
 )
 from PIL import Image
-from tflite_micro import runtime
 
 from generator.cli import main
 from generator.engines.tflite_file import read_tflite
+from generator.records.policy import RUNTIME_TITLES
 
 
 def run_cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
@@ -68,7 +71,7 @@ def test_quantization_info_is_read_back_from_the_artifacts(small_build):
     info = json.loads((out / "small_quantization_info.json").read_text())
     content = (out / "small.tflite").read_bytes()
     tflite = read_tflite(content)
-    assert info["schema_version"] == 3
+    assert info["schema_version"] == 4
     assert info["fully_quantized"] is True
     assert info["float32_tensors"] == 0
     dtype_keys = [k for k in info if k.endswith("_tensors") and k != "total_tensors"]
@@ -97,7 +100,7 @@ def test_quantization_info_is_read_back_from_the_artifacts(small_build):
     assert vela["vela_tflite_bytes"] == compiled.stat().st_size
     summary = (out / "vela/ethos-u55-128/small_summary_Ethos_U55_High_End_Embedded.csv").read_text()
     assert f"{vela['sram_kib']}" in summary.replace(".0,", ",")
-    assert info["fidelity"]["runtime"] == "tflite_micro" and info["fidelity"]["images"] == 8
+    assert info["fidelity"]["runtime"] == MICRO and info["fidelity"]["images"] == 8
     assert set(info["fidelity"]["heads"]) == {"object", "light"}
     assert set(info["runtimes"]["compared"]) == {"litert_builtin", "litert_default"}
     # random weights: the tool must say so in plain words
@@ -105,6 +108,39 @@ def test_quantization_info_is_read_back_from_the_artifacts(small_build):
     report = (out / "small_report.md").read_text()
     for fact in ("object", "light", "ethos-u55-128", info["model"]["sha256"], "untrained"):
         assert fact in report
+
+
+def test_the_runtime_that_stood_for_a_cortex_m_is_named_everywhere(small_build):
+    """Without tflite-micro (no wheel on the platform) LiteRT's reference kernels give the
+    Cortex-M figures and every report says so; with it, nothing mentions a substitute."""
+    out, run = small_build
+    info = json.loads((out / "small_quantization_info.json").read_text())
+    tflm = info["tflm"]
+    assert (tflm["installed"], tflm["runtime"]) == (TFLM_INSTALLED, MICRO)
+    assert info["runtimes"]["reference"] == MICRO
+    pages = [
+        run.stderr,
+        (out / "small_report.md").read_text(),
+        (out / "small_report.html").read_text(),
+        (out / "small_model.h").read_text(),
+    ]
+    if TFLM_INSTALLED:
+        assert tflm["note"] is None and tflm["arena_bytes"] > 0
+        assert info["versions"]["tflite_micro"]
+        assert f"SMALL_MODEL_ARENA_SIZE {tflm['arena_bytes']}u" in pages[3]
+        assert "[arena]" in run.stderr
+        assert not any("reference kernels" in page for page in pages)
+        return
+    assert tflm["arena_bytes"] is None and "not measured" in tflm["arena_basis"]
+    assert info["versions"]["tflite_micro"] is None
+    assert "TensorFlow Lite Micro is not installed" in tflm["note"]
+    assert f"{tflm['note']}." in info["warnings"]
+    for page in pages[:3]:  # the CLI's summary, the Markdown and the HTML
+        assert "TensorFlow Lite Micro is not installed" in page, page[:300]
+        assert "reference kernels" in page
+    # The C header gives no arena figure rather than a guessed one.
+    assert "SMALL_MODEL_ARENA_SIZE" in pages[3] and "#define SMALL_MODEL_ARENA_SIZE" not in pages[3]
+    assert "[arena]" not in run.stderr
 
 
 def test_output_i_is_head_i_in_every_file_and_layers_have_keras_names(small_build):
@@ -124,7 +160,7 @@ def test_output_i_is_head_i_in_every_file_and_layers_have_keras_names(small_buil
     assert any(";" in r["name"] for r in layers)  # Vela's full fused name stays in the JSON
     report = (out / "small_report.md").read_text()
     assert "| conv_pw_13 |" in report and "Relu6;" not in report
-    assert "TFLite Micro (what a Cortex-M runs)" in report
+    assert RUNTIME_TITLES[MICRO] in report
 
 
 def test_same_config_gives_byte_identical_models(small_build, tmp_path):
@@ -376,14 +412,9 @@ def test_evaluation_in_the_json_matches_an_independent_computation(digits_model_
     for head, truth in (("digit", labels[1500:1600]), ("parity", labels[1500:1600] % 2)):
         keep = np.array([not (head == "parity" and i % 5 == 0) for i in range(1500, 1600)])
         host = np.stack([runner(image=image[None])[head][0] for image in images])
-        # The quantized figures are TFLite Micro's; output i is head i.
-        micro = runtime.Interpreter.from_bytes((out / "small.tflite").read_bytes())
-        quantized = []
-        for image in images:
-            micro.set_input(image[None], 0)
-            micro.invoke()
-            quantized.append(micro.get_output(["digit", "parity"].index(head))[0])
-        quantized = np.stack(quantized)
+        # The quantized figures are TFLite Micro's (or its substitute's); output i is head i.
+        content = (out / "small.tflite").read_bytes()
+        quantized = micro_by_hand(content, images)[["digit", "parity"].index(head)]
         builtin = accuracy["heads"][head]["runtimes"]["litert_builtin"]
         assert builtin["top1"] == np.mean(host[keep].argmax(1) == truth[keep])
         float_pred, quant_pred = expected[head][keep].argmax(1), quantized[keep].argmax(1)
@@ -396,7 +427,8 @@ def test_evaluation_in_the_json_matches_an_independent_computation(digits_model_
     assert accuracy["tflite_bytes"] == (out / "small.tflite").stat().st_size
     assert accuracy["keras_bytes"] == (out / "small.keras").stat().st_size
     report = (out / "small_report.md").read_text()
-    assert "| int8 TFLite (.tflite), TFLite Micro |" in report and "Confusion matrix" in report
+    micro = "TFLite Micro" if TFLM_INSTALLED else "LiteRT's reference kernels (for TFLite Micro)"
+    assert f"| int8 TFLite (.tflite), {micro} |" in report and "Confusion matrix" in report
 
     # `evaluate` re-runs only the evaluation and lands on the same figures
     before = (out / "small.tflite").read_bytes()

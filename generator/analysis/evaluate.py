@@ -1,7 +1,8 @@
 """Evaluate stage: top-1 accuracy of the float Keras model and of the quantized .tflite on a
 labelled set, per head, with the confusion matrix of the quantized model.
 
-The quantized figures are TensorFlow Lite Micro's: what a Cortex-M computes. Vela's compiled
+The quantized figures are TensorFlow Lite Micro's: what a Cortex-M computes (LiteRT's reference
+kernels stand in where it is not installed, `engines/micro.py`). Vela's compiled
 model runs the same integer operators on the NPU; it cannot run here (its command stream needs
 the NPU). The host runtimes (LiteRT's built-in kernels and its default interpreter with XNNPACK)
 run the same file, and their accuracy and difference from TFLite Micro are reported beside it:
@@ -17,7 +18,6 @@ import numpy as np
 
 from generator.analysis.logits import dequantize, float_logits, sqnr_db
 from generator.analysis.verify import (
-    REFERENCE,
     RuntimeDifference,
     check_runtimes,
     compare_runtimes,
@@ -26,6 +26,7 @@ from generator.analysis.verify import (
 )
 from generator.config.schema import Head
 from generator.data.labelled import LabelledImages
+from generator.engines.micro import micro_runtime
 from generator.engines.tflite_file import TfliteModel
 
 
@@ -63,9 +64,10 @@ def evaluate_accuracy(
         content=content, tflite=tflite, pixels=data.pixels, heads=heads, input_range=input_range
     )
     logits = {runtime: dequantize(raw, tflite) for runtime, raw in outputs.items()}
+    reference = micro_runtime()
     check_runtimes(
         compare_runtimes(outputs, expected, tflite),
-        {head.name: sqnr_db(expected[head.name], logits[REFERENCE][head.name]) for head in heads},
+        {head.name: sqnr_db(expected[head.name], logits[reference][head.name]) for head in heads},
         "evaluation",
     )
     results = {}
@@ -75,7 +77,7 @@ def evaluate_accuracy(
         float_pred = expected[head.name][labelled].argmax(axis=1)
         # Raw integers rank the classes as their dequantized values do (the scale is positive).
         on_head = {runtime: values[head.name][labelled] for runtime, values in outputs.items()}
-        quant_pred = on_head[REFERENCE].argmax(axis=1)
+        quant_pred = on_head[reference].argmax(axis=1)
         classes = data.classes[head.name]
         confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
         np.add.at(confusion, (truth, quant_pred), 1)
@@ -93,14 +95,14 @@ def evaluate_accuracy(
                 runtime: RuntimeAccuracy(
                     top1=float(np.mean(values.argmax(axis=1) == truth)),
                     difference=difference(
-                        on_head[REFERENCE],
+                        on_head[reference],
                         values,
                         expected[head.name][labelled],
                         logits[runtime][head.name][labelled],
                     ),
                 )
                 for runtime, values in on_head.items()
-                if runtime != REFERENCE
+                if runtime != reference
             },
         )
     return results

@@ -33,10 +33,9 @@ import numpy as np
 from generator.analysis.logits import dequantize, float_logits, sqnr_db
 from generator.config.schema import Head
 from generator.data.pixels import integer_limits, pixels_to_model_input
-from generator.engines.litert import KERNELS, intermediate_tensors, run_tflite
+from generator.engines.litert import HOST_RUNTIMES, intermediate_tensors, run_tflite
+from generator.engines.micro import MICRO_NAMES, micro_runtime, run_micro
 from generator.engines.tflite_file import TensorInfo, TfliteModel
-from generator.engines.tflm import RUNTIME as REFERENCE
-from generator.engines.tflm import run_tflm
 from generator.errors import VerificationError
 
 # How much lower TFLite Micro's SQNR against the float model may be than that of LiteRT's
@@ -106,11 +105,12 @@ def integer_outputs(
     heads: tuple[Head, ...],
     input_range: tuple[float, float],
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Raw integer outputs per runtime (TFLite Micro first) and head. Output i is head i."""
+    """Raw integer outputs per runtime (TFLite Micro, or what stands in for it, first) and head.
+    Output i is head i."""
     (model_input,) = tflite.inputs
     inputs = pixels_to_model_input(pixels, model_input, input_range)
-    by_position = {REFERENCE: run_tflm(content, inputs, len(tflite.outputs))}
-    by_position |= {runtime: run_tflite(content, inputs, runtime) for runtime in KERNELS}
+    by_position = {micro_runtime(): run_micro(content, inputs, len(tflite.outputs))}
+    by_position |= {runtime: run_tflite(content, inputs, runtime) for runtime in HOST_RUNTIMES}
     return {
         runtime: {head.name: values[i] for i, head in enumerate(heads)}
         for runtime, values in by_position.items()
@@ -123,10 +123,10 @@ def compare_runtimes(
     tflite: TfliteModel,
 ) -> dict[str, dict[str, RuntimeDifference]]:
     """Every host runtime against TFLite Micro and against the float logits `expected`."""
-    reference = outputs[REFERENCE]
+    reference = outputs[micro_runtime()]
     differences = {}
     for runtime, raw in outputs.items():
-        if runtime != REFERENCE:
+        if runtime in HOST_RUNTIMES:
             logits = dequantize(raw, tflite)
             differences[runtime] = {
                 name: difference(reference[name], raw[name], expected[name], logits[name])
@@ -155,17 +155,18 @@ def check_runtimes(
 ) -> None:
     """Fail when TFLite Micro picks other classes than LiteRT's built-in kernels and is clearly
     further from the float model (`reference_sqnr`: TFLite Micro's SQNR per head)."""
+    micro = MICRO_NAMES[micro_runtime()]
     defects = []
     for name, gated in differences[GATING_RUNTIME].items():
         ours, theirs = _or_inf(reference_sqnr[name]), _or_inf(gated.sqnr_db)
         if gated.agreement_top1 < 1 and theirs - ours > SQNR_MARGIN_DB:
             defects.append(
                 f"head {name}: {1 - gated.agreement_top1:.0%} of {where} images get another "
-                f"class, SQNR {ours:.1f} dB in TFLite Micro vs {theirs:.1f} dB in LiteRT"
+                f"class, SQNR {ours:.1f} dB in {micro} vs {theirs:.1f} dB in LiteRT"
             )
     if defects:
         raise VerificationError(
-            "TFLite Micro computes the model differently from LiteRT's built-in kernels, beyond "
+            f"{micro} computes the model differently from LiteRT's built-in kernels, beyond "
             f"rounding ({'; '.join(defects)}): a Cortex-M would not compute what was measured here"
         )
 
@@ -199,7 +200,7 @@ def verify(
     outputs = integer_outputs(
         content=content, tflite=tflite, pixels=pixels, heads=heads, input_range=input_range
     )
-    micro = outputs[REFERENCE]
+    micro = outputs[micro_runtime()]
     actual = dequantize(micro, tflite)
     fidelity = {
         head.name: _compare(

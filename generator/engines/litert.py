@@ -1,11 +1,15 @@
-"""LiteRT interpreter adapter: run a .tflite one image at a time with either kernel set a host
-user meets, and read intermediate tensors.
+"""LiteRT interpreter adapter: run a .tflite one image at a time with one of LiteRT's kernel
+sets, and read intermediate tensors.
 
+The two a host user meets (`HOST_RUNTIMES`):
 - `litert_builtin`: LiteRT's built-in kernels without the default XNNPACK delegate
   (`OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES`).
 - `litert_default`: what `Interpreter(model_path=...)` gives a host user, with the XNNPACK
   delegate taking the operators it supports. Its int8 kernels round differently, and which
   kernels it picks depends on the CPU's instruction set.
+
+And one that stands in for TensorFlow Lite Micro where it is not installed (`engines/micro.py`):
+- `litert_reference`: LiteRT's reference kernels (`OpResolverType.BUILTIN_REF`).
 
 Outputs come back by position (output i is head i). LiteRT's own log lines (XNNPACK announcing
 itself) are muted.
@@ -24,7 +28,9 @@ from generator.support.quiet import muted
 KERNELS = {
     "litert_builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     "litert_default": OpResolverType.AUTO,
+    "litert_reference": OpResolverType.BUILTIN_REF,
 }
+HOST_RUNTIMES = ("litert_builtin", "litert_default")
 
 
 def run_tflite(content: bytes, inputs: np.ndarray, runtime: str) -> list[np.ndarray]:

@@ -9,6 +9,11 @@ The smallest arena is found by bisection over 16-byte steps, each candidate allo
 model and running one inference. On this 64-bit host TFLite Micro's own structures hold 8-byte
 pointers, so the figure is an upper bound for a 32-bit Cortex-M. `ArenaSearch` runs the search in
 a child process while the caller goes on with other stages.
+
+`tflite_micro` is imported where a model is run, not with this module: its constants and the
+arena of a Vela-compiled model are needed where TensorFlow Lite Micro is not installed
+(`engines/micro.py` says what stands in for it there). The arena search forks, which only
+POSIX systems do; TensorFlow Lite Micro's wheels are for Linux x86-64 alone.
 """
 
 from __future__ import annotations
@@ -21,13 +26,10 @@ import struct
 from collections.abc import Iterator
 
 import numpy as np
-from tflite_micro import runtime
 
 from generator.errors import VerificationError
 from generator.support.processes import die_with_parent
 from generator.support.quiet import muted
-
-RUNTIME = "tflite_micro"
 
 ARENA_STEP = 16
 
@@ -45,6 +47,8 @@ def npu_arena_bytes(scratch_bytes: int) -> int:
 
 def run_tflm(content: bytes, inputs: np.ndarray, outputs: int) -> list[np.ndarray]:
     """Raw values of the model's `outputs` outputs by position, each (N, ...), for `inputs`."""
+    from tflite_micro import runtime
+
     try:
         with muted():
             interpreter = runtime.Interpreter.from_bytes(content)
@@ -137,6 +141,8 @@ def _runs(content: bytes, sample: np.ndarray, arena_size: int) -> bool:
     a segmentation fault, not an error), so each try runs in a forked child process and a crash
     counts as "does not fit".
     """
+    from tflite_micro import runtime  # imported before the fork: once, not in every child
+
     with _signals_held():
         pid = os.fork()
     if pid == 0:  # the child: report by exit code, never return into the caller's code

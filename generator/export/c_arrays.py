@@ -59,7 +59,7 @@ def write_c_array(
     name: str,
     content: bytes,
     heads: tuple[Head, ...],
-    arena_bytes: int,
+    arena_bytes: int | None,
     arena_basis: str,
     compiled_for: CompiledFor | None,
     section: str | None,
@@ -95,8 +95,7 @@ def write_c_array(
         f"extern const size_t {symbol}_size;",
         f'#define {macro}_SHA256 "{hashlib.sha256(content).hexdigest()}"',
         "",
-        f"/* Tensor arena to reserve (16-byte aligned): {arena_basis}. */",
-        f"#define {macro}_ARENA_SIZE {arena_bytes}u",
+        *_arena_lines(macro, arena_bytes, arena_basis),
         "",
         *_compiled_for_lines(macro, compiled_for),
         "",
@@ -167,6 +166,17 @@ def _head_macros(heads: tuple[Head, ...]) -> dict[str, str]:
             f"macros ({clashes[0]}): rename one of them"
         )
     return macros
+
+
+def _arena_lines(macro: str, arena_bytes: int | None, basis: str) -> list[str]:
+    """The arena to reserve. Unmeasured, no figure is given: a firmware that needs one fails to
+    compile on the missing macro rather than running with a guessed arena."""
+    if arena_bytes is None:
+        return [f"/* Tensor arena: {basis}; {macro}_ARENA_SIZE is not defined. */"]
+    return [
+        f"/* Tensor arena to reserve (16-byte aligned): {basis}. */",
+        f"#define {macro}_ARENA_SIZE {arena_bytes}u",
+    ]
 
 
 def _compiled_for_lines(macro: str, compiled_for: CompiledFor | None) -> list[str]:

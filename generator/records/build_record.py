@@ -30,13 +30,18 @@ from generator.analysis.placement import (
 )
 from generator.analysis.verify import (
     GATING_RUNTIME,
-    REFERENCE,
     SQNR_MARGIN_DB,
     RuntimeDifference,
     Verification,
 )
 from generator.config.schema import Config, output_stride
 from generator.data.calibration import CalibrationSet
+from generator.engines.micro import (
+    ARENA_NOT_MEASURED,
+    TFLM_MISSING,
+    micro_runtime,
+    tflm_installed,
+)
 from generator.engines.tflite_file import TfliteModel
 from generator.engines.tflm import NPU_ARENA_MARGIN_BYTES
 from generator.engines.vela import VelaResult
@@ -70,6 +75,19 @@ class AccuracyOutcome:
 
 _COUNTED_DTYPES = ("uint8", "int8", "int16", "int32", "float32")
 
+TFLM_ARENA_BASIS = (
+    "measured: the smallest arena in which TFLite Micro allocated and ran the .tflite, on a "
+    "64-bit host (an upper bound for a 32-bit Cortex-M)"
+)
+
+
+def _version(distribution: str) -> str | None:
+    """The installed version of `distribution`, or None when it is not installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
 
 def quantization_info(
     *,
@@ -81,7 +99,7 @@ def quantization_info(
     calibration: CalibrationSet,
     vela: list[VelaResult],
     verification: Verification,
-    tflm_arena_bytes: int,
+    tflm_arena_bytes: int | None,
     placements: list[BoardPlacements],
     training: TrainingOutcome | None,
     accuracy: AccuracyOutcome | None,
@@ -90,6 +108,7 @@ def quantization_info(
 ) -> dict:
     """The facts of one build, as docs/outputs.md documents its schema."""
     fidelity = verification.fidelity
+    micro = micro_runtime()
     dtypes = tflite.dtype_counts()
     (model_input,) = tflite.inputs
     counts = {f"{dtype}_tensors": dtypes.get(dtype, 0) for dtype in _COUNTED_DTYPES}
@@ -142,7 +161,7 @@ def quantization_info(
         "vela": {result.target.key: _vela_info(result, layers) for result in vela},
         "boards": {board.own.fit.board.name: _board_info(board) for board in placements},
         "fidelity": {
-            "runtime": REFERENCE,
+            "runtime": micro,
             "images": len(calibration.held_out),
             "heads": {
                 name: {
@@ -155,7 +174,7 @@ def quantization_info(
             },
         },
         "runtimes": {
-            "reference": REFERENCE,
+            "reference": micro,
             "images": len(calibration.held_out),
             "sqnr_margin_db": SQNR_MARGIN_DB,
             "gating": GATING_RUNTIME,
@@ -189,9 +208,11 @@ def quantization_info(
             ],
         },
         "tflm": {
+            "installed": tflm_installed(),
+            "runtime": micro,
+            "note": None if tflm_installed() else TFLM_MISSING,
             "arena_bytes": tflm_arena_bytes,
-            "arena_basis": "measured: the smallest arena in which TFLite Micro allocated and ran "
-            "the .tflite, on a 64-bit host (an upper bound for a 32-bit Cortex-M)",
+            "arena_basis": TFLM_ARENA_BASIS if tflm_installed() else ARENA_NOT_MEASURED,
             "targets": {
                 result.target.key: {
                     "vela_sram_kib": result.sram_kib,
@@ -218,10 +239,11 @@ def quantization_info(
         ),
         "versions": {
             "generator": __version__,
-            "tensorflow": importlib.metadata.version("tensorflow-cpu"),
-            "keras": importlib.metadata.version("keras"),
-            "vela": importlib.metadata.version("ethos-u-vela"),
-            "ai_edge_litert": importlib.metadata.version("ai-edge-litert"),
+            "tensorflow": _version("tensorflow") or _version("tensorflow-cpu"),
+            "keras": _version("keras"),
+            "vela": _version("ethos-u-vela"),
+            "ai_edge_litert": _version("ai-edge-litert"),
+            "tflite_micro": _version("tflite-micro"),
         },
     }
     return info
@@ -267,7 +289,7 @@ def _run_info(result: TrainingResult) -> dict:
 def accuracy_info(accuracy: AccuracyOutcome) -> dict:
     return {
         "data": display_path(accuracy.data),
-        "quantized_runtime": REFERENCE,
+        "quantized_runtime": micro_runtime(),
         "quantization": "post_training" if accuracy.post_training is None else "qat",
         "keras_bytes": accuracy.keras_bytes,
         "tflite_bytes": accuracy.tflite_bytes,
@@ -453,7 +475,7 @@ def _warnings(
     layer_errors: tuple[LayerError, ...],
 ) -> list[str]:
     fidelity = verification.fidelity
-    warnings = []
+    warnings = [] if tflm_installed() else [f"{TFLM_MISSING}."]
     worst = [e for e in layer_errors if e.rmse_steps > LAYER_ERROR_WARNING_STEPS]
     if worst:
         names = list(dict.fromkeys(e.layer for e in worst))

@@ -40,9 +40,11 @@ def compare_info(
     folder: Path,
     reference: dict,
     images: dict,
+    micro: dict,
 ) -> dict:
     """The record of a comparison; `reference` holds the float32 model's own figures, `images`
-    where the scores come from."""
+    where the scores come from, `micro` the runtime that stood for a Cortex-M (`runtime`) and
+    why it is not TensorFlow Lite Micro (`note`, None when it is)."""
     model = config.model
     modes = [_mode_info(result, folder) for result in results]
     info = {
@@ -59,6 +61,7 @@ def compare_info(
         "images": images,
         "reference": reference,
         "host_runtime": "litert_default",
+        "micro": micro,
         "targets": [
             {
                 "key": target.key,

@@ -2,7 +2,7 @@
 
 A build's record is `<name>_quantization_info.json` in its folder, a comparison's
 `<name>_compare.json` beside it, a sweep's `sweep.json` in `<output.dir>/<name>_sweep/`. Each
-carries a `schema_version`; a record of an older version goes through `_upgrade` (the one place
+carries a `schema_version`; a record of an older version goes through `_UPGRADES` (the one place
 that knows older records) or is refused in one line that says how to make a new one. A record
 edited by hand or cut short is refused the same way, rather than failing in a renderer.
 """
@@ -16,13 +16,15 @@ from pathlib import Path
 from generator.errors import UserError
 from generator.support.text import display_path, first_line
 
-# Version 3 is version 2 as the last builds that called themselves 2 wrote it: fields were
-# added under 2 (output_stride, per-layer error, int16 layers, training speed, placements)
+# Build version 3 is version 2 as the last builds that called themselves 2 wrote it: fields
+# were added under 2 (output_stride, per-layer error, int16 layers, training speed, placements)
 # without a new version. A version-2 record with all of them is upgraded; one without is from
-# an older generator and is refused.
-BUILD_SCHEMA_VERSION = 3
-COMPARE_SCHEMA_VERSION = 1
-SWEEP_SCHEMA_VERSION = 1
+# an older generator and is refused. Build 4, compare 2 and sweep 2 name the runtime that stood
+# for a Cortex-M (TensorFlow Lite Micro, or LiteRT's reference kernels where it is not
+# installed); every older record came from TensorFlow Lite Micro.
+BUILD_SCHEMA_VERSION = 4
+COMPARE_SCHEMA_VERSION = 2
+SWEEP_SCHEMA_VERSION = 2
 
 BUILD_SUFFIX = "_quantization_info.json"
 COMPARE_SUFFIX = "_compare.json"
@@ -74,9 +76,10 @@ def read_record(path: Path, kind: str) -> dict:
             f"report: {display_path(path)} cannot be read ({first_line(error, limit=120)}): {fix}"
         ) from None
     found = info.get("schema_version") if isinstance(info, dict) else None
-    if kind == "build" and found == 2:
-        info = _upgrade_build_from_2(info, path, fix)
-    elif found != version:
+    while (kind, found) in _UPGRADES:
+        info = _UPGRADES[kind, found](info, path, fix)
+        found = info["schema_version"]
+    if found != version:
         raise UserError(
             f"report: {display_path(path)} has schema_version {found}, this generator "
             f"renders schema_version {version}: {fix}"
@@ -118,4 +121,39 @@ def _upgrade_build_from_2(info: dict, path: Path, fix: str) -> dict:
             f"report: {display_path(path)} is a schema_version 2 record from before placements "
             f"were recorded: {fix}"
         )
-    return {**info, "schema_version": BUILD_SCHEMA_VERSION}
+    return {**info, "schema_version": 3}
+
+
+_FROM_TFLM = {"runtime": "tflite_micro", "note": None}
+
+
+def _upgrade_build_from_3(info: dict, path: Path, fix: str) -> dict:
+    tflm = info.get("tflm")
+    if isinstance(tflm, dict):
+        tflm = {"installed": True, **_FROM_TFLM, **tflm}
+    return {**info, "tflm": tflm, "schema_version": 4}
+
+
+def _upgrade_compare_from_1(info: dict, path: Path, fix: str) -> dict:
+    return {**info, "micro": dict(_FROM_TFLM), "schema_version": 2}
+
+
+def _upgrade_sweep_from_1(info: dict, path: Path, fix: str) -> dict:
+    variants = info.get("variants")
+    if isinstance(variants, list):
+        variants = [
+            {"micro_runtime": "tflite_micro" if row.get("status") == "ok" else None, **row}
+            if isinstance(row, dict)
+            else row
+            for row in variants
+        ]
+    return {**info, "variants": variants, "schema_version": 2}
+
+
+# (kind, version) -> the function that makes the next version of such a record.
+_UPGRADES = {
+    ("build", 2): _upgrade_build_from_2,
+    ("build", 3): _upgrade_build_from_3,
+    ("compare", 1): _upgrade_compare_from_1,
+    ("sweep", 1): _upgrade_sweep_from_1,
+}

@@ -10,6 +10,14 @@ RUNTIME_TITLES = {
     "tflite_micro": "TFLite Micro (what a Cortex-M runs)",
     "litert_builtin": "LiteRT built-in kernels",
     "litert_default": "LiteRT default interpreter (XNNPACK)",
+    "litert_reference": "LiteRT reference kernels (standing in for TFLite Micro, not installed)",
+}
+
+# The runtime that stands for a Cortex-M, as a page's sentences name it (`engines/micro.py`):
+# TFLite Micro, or where it is not installed the LiteRT kernels that stood in for it.
+MICRO_TITLES = {
+    "tflite_micro": "TFLite Micro",
+    "litert_reference": "LiteRT's reference kernels (for TFLite Micro)",
 }
 
 

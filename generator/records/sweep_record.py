@@ -7,7 +7,8 @@ those of the fastest placement that fits (`generator.analysis.placement`), or of
 placement when none fits; a target without a board has no budget, so its `fits` is null.
 
 Ranking: variants that fit every board first; then the best mean top-1 accuracy over the heads
-(TFLite Micro, on the evaluation set) when the config evaluates, then the slowest target's
+(TFLite Micro, or the runtime that stood in for it, on the evaluation set) when the config
+evaluates, then the slowest target's
 latency, then the most SRAM any target needs. Failed variants come last, in grid order. The
 Pareto front is over accuracy (when measured), the slowest target's latency and the largest
 SRAM need: a variant is on it when no other is at least as good on all of them and better on
@@ -31,6 +32,7 @@ def variant_row(name: str, settings: dict[str, Any], info: dict | None, error: s
         "error": error,
         "tflite_bytes": None,
         "tflm_arena_bytes": None,
+        "micro_runtime": None,
         "targets": {},
         "accuracy": None,
         "fidelity": None,
@@ -40,6 +42,7 @@ def variant_row(name: str, settings: dict[str, Any], info: dict | None, error: s
         return row
     row["tflite_bytes"] = info["model"]["tflite_bytes"]
     row["tflm_arena_bytes"] = info["tflm"]["arena_bytes"]
+    row["micro_runtime"] = info["tflm"]["runtime"]
     row["targets"] = {key: _target(key, vela, info["boards"]) for key, vela in info["vela"].items()}
     if info["accuracy"]:
         row["accuracy"] = {
@@ -117,6 +120,13 @@ def _rank(row: dict) -> tuple:
 def _dominates(a: dict, b: dict) -> bool:
     ours, theirs = _objectives(a), _objectives(b)
     return all(x <= y for x, y in zip(ours, theirs, strict=True)) and ours != theirs
+
+
+def micro_runtimes(info: dict) -> list[str]:
+    """The runtimes that stood for a Cortex-M in the built variants (one, unless the sweep was
+    resumed on another machine)."""
+    built = (row["micro_runtime"] for row in info["variants"] if row["status"] == "ok")
+    return list(dict.fromkeys(built))
 
 
 def target_keys(info: dict) -> list[str]:

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from generator.records import sweep_record
-from generator.records.policy import LAYER_ERROR_WARNING_STEPS, RUNTIME_TITLES
+from generator.records.policy import LAYER_ERROR_WARNING_STEPS, MICRO_TITLES, RUNTIME_TITLES
 
 if TYPE_CHECKING:
     from generator.records.compare_record import ModeFigures
@@ -49,6 +49,7 @@ _STYLE = {
 FLOAT_COLOUR = "#7f7f7f"
 RUNTIME_COLOURS = {
     "tflite_micro": "#1f77b4",
+    "litert_reference": "#1f77b4",  # it stands in for TFLite Micro: never beside it
     "litert_builtin": "#ff7f0e",
     "litert_default": "#2ca02c",
 }
@@ -239,17 +240,15 @@ def training_chart(training: dict) -> str:
 
 
 @matplotlib.rc_context(_STYLE)
-def accuracy_chart(heads: dict) -> str:
-    """Top-1 accuracy per head (a panel each): float Keras, TFLite Micro, and the host runtimes.
-    Dots, not bars: the figures sit close together far from zero, where a bar must start."""
+def accuracy_chart(accuracy: dict) -> str:
+    """Top-1 accuracy per head (a panel each): float Keras, TFLite Micro (or what stood in for
+    it), and the host runtimes. Dots, not bars: the figures sit close together far from zero,
+    where a bar must start."""
+    heads, micro = accuracy["heads"], accuracy["quantized_runtime"]
     names = list(heads)
     rows = [
         ("float Keras", FLOAT_COLOUR, lambda head: head["float_top1"]),
-        (
-            RUNTIME_TITLES["tflite_micro"],
-            RUNTIME_COLOURS["tflite_micro"],
-            lambda head: head["quantized_top1"],
-        ),
+        (RUNTIME_TITLES[micro], RUNTIME_COLOURS[micro], lambda head: head["quantized_top1"]),
         *(
             (
                 RUNTIME_TITLES[runtime],
@@ -315,8 +314,9 @@ def confusion_chart(name: str, head: dict) -> str:
 
 @matplotlib.rc_context(_STYLE)
 def runtimes_chart(runtimes: dict, fidelity: dict) -> str:
-    """Per head: each host runtime's largest difference from TFLite Micro in quantization
-    steps, and every runtime's SQNR against the float model (none when the logits are equal)."""
+    """Per head: each host runtime's largest difference from TFLite Micro (or what stood in for
+    it) in quantization steps, and every runtime's SQNR against the float model (none when the
+    logits are equal)."""
     compared = runtimes["compared"]
     heads = list(fidelity["heads"])
     figure = Figure(figsize=(_WIDTH, 3.2), layout="constrained")
@@ -330,7 +330,7 @@ def runtimes_chart(runtimes: dict, fidelity: dict) -> str:
             positions, values, width, color=RUNTIME_COLOURS[runtime], label=RUNTIME_TITLES[runtime]
         )
         steps.bar_label(bars, fontsize=8)
-    steps.set_title("largest difference from TFLite Micro")
+    steps.set_title(f"largest difference from {MICRO_TITLES[runtimes['reference']]}")
     steps.set_ylabel("quantization steps")
     steps.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     steps.margins(y=0.15)
@@ -495,11 +495,12 @@ def _row_labels(layers: list[dict]) -> list[str]:
 
 
 @matplotlib.rc_context(_STYLE)
-def pareto_chart(rows: list[dict]) -> str:
+def pareto_chart(rows: list[dict], *, micro: str) -> str:
     """A sweep's variants: the slowest target's latency across, mean accuracy up when measured
-    (else the largest SRAM need up), the largest SRAM need as the marker's area; filled when the
-    variant fits every board, hollow when it does not; the Pareto front ringed and named. The
-    figures are `sweep_record`'s, the ones it ranks by."""
+    in `micro` (the runtime that stood for a Cortex-M, by its title) (else the largest SRAM need
+    up), the largest SRAM need as the marker's area; filled when the variant fits every board,
+    hollow when it does not; the Pareto front ringed and named. The figures are
+    `sweep_record`'s, the ones it ranks by."""
     measured = any(row["accuracy"] for row in rows)
     figure = Figure(figsize=(_WIDTH, 5.2), layout="constrained")
     axes = figure.add_subplot()
@@ -523,7 +524,7 @@ def pareto_chart(rows: list[dict]) -> str:
             axes.annotate(row["name"], (x, y), xytext=(6, 6), textcoords="offset points")
     axes.set_xlabel("slowest target's latency, ms (Vela estimate, fastest fitting placement)")
     if measured:
-        axes.set_ylabel("mean top-1 accuracy over the heads (TFLite Micro)")
+        axes.set_ylabel(f"mean top-1 accuracy over the heads ({micro})")
         axes.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     else:
         axes.set_ylabel("largest SRAM need, KiB (untrained: no accuracy)")

@@ -27,6 +27,7 @@ from generator.records.policy import (
     LAYER_ERROR_WARNING_STEPS,
     LAYER_ERRORS_LISTED,
     LAYER_ERRORS_WITH_INT16,
+    MICRO_TITLES,
     RUNTIME_TITLES,
     SATURATION_WARNING,
     folded_layers,
@@ -52,6 +53,7 @@ def _environment(*, html: bool) -> jinja2.Environment:
     }
     environment.globals |= {
         "runtime_titles": RUNTIME_TITLES,
+        "micro_titles": MICRO_TITLES,
         "clipping_listed": CLIPPING_LISTED,
         "layer_errors_listed": LAYER_ERRORS_LISTED,
         "layer_error_warning_steps": LAYER_ERROR_WARNING_STEPS,
@@ -92,7 +94,7 @@ def build_html(info: dict) -> str:
         else None,
         "runtimes": charts.runtimes_chart(info["runtimes"], info["fidelity"]),
         "training": charts.training_chart(info["training"]) if info["training"] else None,
-        "accuracy": charts.accuracy_chart(accuracy["heads"]) if accuracy else None,
+        "accuracy": charts.accuracy_chart(accuracy) if accuracy else None,
         "confusion": {
             name: charts.confusion_chart(name, head) for name, head in accuracy["heads"].items()
         }
@@ -142,6 +144,8 @@ def _sweep_values(info: dict) -> dict[str, Any]:
         "ok": ok,
         "failed": [row for row in info["variants"] if row["status"] != "ok"],
         "targets": sweep_record.target_keys(info),
+        "micro": " and ".join(MICRO_TITLES[r] for r in sweep_record.micro_runtimes(info)),
+        "substituted": "litert_reference" in sweep_record.micro_runtimes(info),
         "heads": sweep_record.head_names(info),
         "measured": any(row["accuracy"] for row in ok),
     }
@@ -158,7 +162,7 @@ def sweep_html(info: dict) -> str:
     from generator.rendering import charts
 
     values = _sweep_values(info)
-    figure = charts.pareto_chart(values["ok"]) if values["ok"] else None
+    figure = charts.pareto_chart(values["ok"], micro=values["micro"]) if values["ok"] else None
     return _HTML.get_template("sweep.html").render(**values, figure=_markup(figure))
 
 

@@ -16,8 +16,9 @@ only), find its TFLite Micro arena (where TFLite Micro runs it), and score it on
   `quantization.keep_float` layers kept float and its `quantization.int16` layers at 16-bit
   activations.
 
-Each mode's outputs come from TFLite Micro where it runs the mode (what a Cortex-M computes),
-else from LiteRT's built-in kernels; the row names the runtime. Agreement and SQNR are against
+Each mode's outputs come from TFLite Micro where it runs the mode (what a Cortex-M computes;
+LiteRT's reference kernels where it is not installed, `engines/micro.py`), else from LiteRT's
+built-in kernels; the row names the runtime. Agreement and SQNR are against
 the float32 model in LiteRT's built-in kernels, on the evaluation set when the config has one
 (then top-1 accuracy too), else on the held-out calibration images. A mode that cannot be made
 (a layer the converter refuses in that mode) gets its reason in its row and the others go on.
@@ -43,9 +44,15 @@ from generator.data.calibration import load_calibration_set
 from generator.data.labelled import read_labelled
 from generator.data.pixels import pixels_to_model_input
 from generator.engines.litert import latency_ms, run_tflite
+from generator.engines.micro import (
+    MICRO_NAMES,
+    TFLM_MISSING,
+    micro_runtime,
+    minimum_arena,
+    run_micro,
+    tflm_installed,
+)
 from generator.engines.tflite_file import read_tflite
-from generator.engines.tflm import RUNTIME as TFLM
-from generator.engines.tflm import minimum_arena, run_tflm
 from generator.engines.vela import VelaResult, compile_for_target
 from generator.errors import UserError, VerificationError
 from generator.model.build import BuiltModel, build
@@ -180,6 +187,7 @@ def _compare_into(folder: Path, config: Config, modes: tuple[str, ...], stage):
             folder=folder,
             reference=reference_figures,
             images=described,
+            micro={"runtime": micro_runtime(), "note": None if tflm_installed() else TFLM_MISSING},
         )
         report = write_compare_report(info, folder, name)
     written = [r.tflite for r in results if r.tflite] + report
@@ -190,7 +198,8 @@ def _mode_detail(mode: str, config: Config) -> str:
     targets = ", ".join(t.key for t in config.vela.targets)
     if mode in HOST_MODES:
         return "convert, LiteRT timing and accuracy (a host format: no Vela)"
-    return f"convert, Vela for {targets}, TFLite Micro arena, accuracy"
+    arena = "TFLite Micro arena, " if tflm_installed() else ""
+    return f"convert, Vela for {targets}, {arena}accuracy"
 
 
 def _failed(mode: str, folder: Path, error: Exception) -> ModeResult:
@@ -239,13 +248,14 @@ def _measure(
             target.key: _vela_figures(tflite_path, target, config, folder / "vela" / target.key)
             for target in config.vela.targets
         }
-    runtime, arena, tflm_note = TFLM, None, None
+    runtime, arena = micro_runtime(), None
+    tflm_note = None if tflm_installed() else "not measured: TensorFlow Lite Micro is not installed"
     try:
-        logits = _logits(content, images, input_range, TFLM)
+        logits = _logits(content, images, input_range, runtime)
         arena = minimum_arena(content, sample)
     except VerificationError as error:
+        tflm_note = f"{MICRO_NAMES[runtime]} cannot run this model ({error.__cause__})"
         runtime = REFERENCE_RUNTIME
-        tflm_note = f"TFLite Micro cannot run this model ({error.__cause__})"
         logits = _logits(content, images, input_range, runtime)
     heads = [head.name for head in built.heads]
     return ModeResult(
@@ -301,8 +311,8 @@ def _logits(
     """Dequantized outputs per head (output i is head i) in `runtime`."""
     tflite = read_tflite(content)
     inputs = pixels_to_model_input(images, tflite.inputs[0], input_range)
-    if runtime == TFLM:
-        raw = run_tflm(content, inputs, len(tflite.outputs))
+    if runtime == micro_runtime():
+        raw = run_micro(content, inputs, len(tflite.outputs))
     else:
         raw = run_tflite(content, inputs, runtime)
     named = {t.name: values for t, values in zip(tflite.outputs, raw, strict=True)}

@@ -33,8 +33,9 @@ from generator.config.schema import Config, Head, output_stride
 from generator.data.calibration import load_calibration_set
 from generator.data.labelled import LabelledImages, read_labelled
 from generator.data.pixels import pixels_to_model_input
+from generator.engines.micro import ARENA_NOT_MEASURED, start_arena_search
 from generator.engines.tflite_file import read_tflite
-from generator.engines.tflm import NPU_ARENA_MARGIN_BYTES, ArenaSearch
+from generator.engines.tflm import NPU_ARENA_MARGIN_BYTES
 from generator.engines.vela import VelaResult, compile_for_target
 from generator.errors import UserError, VerificationError
 from generator.export.c_arrays import CompiledFor, write_c_array
@@ -127,7 +128,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
     arena_search = None
     vela_pool = ThreadPoolExecutor(max_workers=VELA_AT_ONCE)
     try:
-        arena_search = ArenaSearch(content, model_input[0])
+        arena_search = start_arena_search(content, model_input[0])
         compiling = _start_compiles(vela_pool, config, tflite_path, folder)
         errors = None
         # The debugger cannot build int16 layers (records.policy.LAYER_ERRORS_WITH_INT16).
@@ -159,8 +160,10 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         with stage("compile", f"Vela for {targets}, each board's placements too (begun above)"):
             vela_results, placements = _finish_compiles(config, built, compiling)
 
-        with stage("arena", "smallest TFLite Micro tensor arena (searched beside the above)"):
-            arena = arena_search.result()
+        arena = None
+        if arena_search is not None:
+            with stage("arena", "smallest TFLite Micro tensor arena (searched beside the above)"):
+                arena = arena_search.result()
     except BaseException:
         if arena_search is not None:
             arena_search.cancel()
@@ -285,10 +288,11 @@ def _write_c_arrays(
     config: Config,
     built: BuiltModel,
     content: bytes,
-    arena: int,
+    arena: int | None,
     results: list[VelaResult],
 ) -> list[Path]:
-    """`<name>_model.h/.c` for the .tflite, and in `vela/<target>/` for each Vela target."""
+    """`<name>_model.h/.c` for the .tflite, and in `vela/<target>/` for each Vela target. The
+    .tflite's arena is None where TensorFlow Lite Micro could not measure it."""
     section = config.output.c_array_section
     arrays = [
         write_c_array(
@@ -298,7 +302,9 @@ def _write_c_arrays(
             heads=built.heads,
             arena_bytes=arena,
             arena_basis="measured in TFLite Micro on a 64-bit host, an upper bound for a 32-bit "
-            "Cortex-M",
+            "Cortex-M"
+            if arena is not None
+            else ARENA_NOT_MEASURED,
             compiled_for=None,
             section=section,
             generator_version=__version__,

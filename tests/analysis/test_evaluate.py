@@ -1,7 +1,6 @@
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
-from conftest import digit_images, digits_model_config
-from tflite_micro import runtime
+from conftest import digit_images, digits_model_config, micro_by_hand
 
 from generator.analysis.evaluate import evaluate_accuracy
 from generator.config.schema import QuantizationConfig
@@ -41,16 +40,11 @@ def test_accuracy_figures_match_an_independent_computation(digits_model_weights)
         model_content=content,
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     ).get_signature_runner()
-    micro = runtime.Interpreter.from_bytes(content)
+    micro = micro_by_hand(content, pixels[rows])
     expected = model.predict(pixels[rows] / np.float32(255), verbose=0)
     for column, head in enumerate(("digit", "parity")):
         # The quantized figures are TFLite Micro's (output i is head i); LiteRT's are beside them.
-        quantized = []
-        for image in pixels[rows]:
-            micro.set_input(image[None], 0)
-            micro.invoke()
-            quantized.append(micro.get_output(column)[0])
-        quantized = np.stack(quantized)
+        quantized = micro[column]
         host = np.stack([runner(image=p[None])[head][0] for p in pixels[rows]])
         keep = labels[:, column] != MISSING
         truth = labels[keep, column]

@@ -178,7 +178,11 @@ int main(int argc, char **argv) {
 #ifdef SMALL_MODEL_BOARD
     printf("board %s\n", SMALL_MODEL_BOARD);
 #endif
+#ifdef SMALL_MODEL_ARENA_SIZE
     printf("arena %u\n", SMALL_MODEL_ARENA_SIZE);
+#else
+    printf("arena none\n");  /* not measured: no figure rather than a guess */
+#endif
     printf("input %d %d %d %u %s %.9e %d\n", SMALL_MODEL_INPUT_HEIGHT, SMALL_MODEL_INPUT_WIDTH,
            SMALL_MODEL_INPUT_CHANNELS, SMALL_MODEL_INPUT_BYTES, SMALL_MODEL_INPUT_DTYPE,
            SMALL_MODEL_INPUT_SCALE, SMALL_MODEL_INPUT_ZERO_POINT);
@@ -244,7 +248,7 @@ def test_c_arrays_compile_and_carry_the_model_and_its_metadata(board_build, tmp_
     if target is None:
         assert printed["npu"] == "none 0"
         assert "vela" not in printed and "board" not in printed
-        assert printed["arena"] == str(info["tflm"]["arena_bytes"])
+        assert printed["arena"] == str(info["tflm"]["arena_bytes"] or "none")
     else:
         vela = info["vela"][target]
         accelerator = vela["accelerator"]

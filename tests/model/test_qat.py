@@ -7,9 +7,8 @@ import keras
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
-from conftest import REPO, small_config, write_config
+from conftest import REPO, micro_by_hand, small_config, write_config
 from test_cli import run_cli
-from tflite_micro import runtime
 
 from generator.config.loading import load_config
 from generator.config.schema import Head, ModelConfig, QuantizationConfig
@@ -161,15 +160,11 @@ def test_qat_accuracy_figures_equal_an_independent_recomputation(qat_build):
     float_logits = model.predict(data.pixels.astype("float32") / 255, verbose=0)
 
     def tflm_top1(content: bytes) -> dict[str, np.ndarray]:
-        interpreter = runtime.Interpreter.from_bytes(content)
         order = read_tflite(content).outputs
-        predictions = {h.name: [] for h in HEADS}
-        for image in data.pixels:
-            interpreter.set_input(image[None], 0)
-            interpreter.invoke()
-            for position, tensor in enumerate(order):
-                predictions[tensor.name].append(interpreter.get_output(position).argmax())
-        return {name: np.array(values) for name, values in predictions.items()}
+        raw = micro_by_hand(content, data.pixels)
+        return {
+            tensor.name: values.argmax(axis=1) for tensor, values in zip(order, raw, strict=True)
+        }
 
     qat = tflm_top1((out / "qat.tflite").read_bytes())
     calibration = config.calibration

@@ -4,8 +4,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
-from conftest import digit_images, digits_model_config
-from tflite_micro import runtime
+from conftest import digit_images, digits_model_config, micro_by_hand
 
 from generator.config.schema import (
     BACKBONES,
@@ -136,10 +135,8 @@ def test_output_i_is_head_i_and_carries_its_name(tmp_path):
     outputs = interpreter.get_output_details()
     assert [int(interpreter.get_tensor(d["index"])[0].argmax()) for d in outputs] == [0, 1, 2, 3]
     assert [d["name"] for d in outputs] == list(ORDERED_HEADS)
-    micro = runtime.Interpreter.from_bytes(content)
-    micro.set_input(pixels[:1], 0)
-    micro.invoke()
-    assert [int(micro.get_output(i)[0].argmax()) for i in range(4)] == [0, 1, 2, 3]
+    micro = micro_by_hand(content, pixels[:1])
+    assert [int(values[0].argmax()) for values in micro] == [0, 1, 2, 3]
     source = tmp_path / "ordered.tflite"
     source.write_bytes(content)
     result = compile_for_target(
@@ -285,6 +282,4 @@ def test_16_bit_activations_too_small_for_a_relu6_are_widened():
     ]
     assert len(bounded) == 27  # every convolution of MobileNetV1's 13 blocks and its stem
     assert min(tensor.scale for tensor in bounded) >= 2 * 6 / (2**31 - 1)
-    interpreter = runtime.Interpreter.from_bytes(content)
-    interpreter.set_input(pixels[:1].astype(np.int16), 0)  # int16 I/O in this mode
-    interpreter.invoke()
+    micro_by_hand(content, pixels[:1].astype(np.int16))  # int16 I/O in this mode

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import (
+    MICRO,
     REPO,
     digit_images,
     digits_model_config,
@@ -78,8 +79,8 @@ def test_named_layers_are_int16_and_the_rest_int8(digits, tmp_path, io_dtype):
         content=content, tflite=tflite, pixels=held_out, heads=heads, input_range=(0.0, 1.0)
     )
     for head in HEADS:
-        np.testing.assert_array_equal(raw["litert_builtin"][head], raw["tflite_micro"][head])
-    logits = dequantize(raw["tflite_micro"], tflite)
+        np.testing.assert_array_equal(raw["litert_builtin"][head], raw[MICRO][head])
+    logits = dequantize(raw[MICRO], tflite)
     expected = float_logits(model, held_out, (0.0, 1.0))
     for head in HEADS:
         agreement = np.mean(logits[head].argmax(1) == expected[head].argmax(1))

@@ -8,10 +8,11 @@ import json
 import re
 from html.parser import HTMLParser
 
-from conftest import needs_chromium, open_in_chromium
+from conftest import MICRO, needs_chromium, open_in_chromium
 from PIL import Image
 
 from generator.records.compare_record import mode_figures, target_titles
+from generator.records.policy import MICRO_TITLES
 from generator.rendering.pages import build_html, compare_html
 
 
@@ -75,7 +76,7 @@ def test_every_section_is_drawn_from_the_json(demo_sized_build):
         "Quantization error",
         "Clipping per layer",
         "Per-layer quantization error",
-        "Runtimes: TFLite Micro vs LiteRT",
+        f"Runtimes: {MICRO_TITLES[MICRO]} vs LiteRT",
         "Tensor arena",
         "Training",
         "Accuracy: float vs quantized",

@@ -7,9 +7,16 @@ import json
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
-from conftest import digits_config, small_config, write_config, write_digits
+from conftest import (
+    MICRO,
+    TFLM_INSTALLED,
+    digits_config,
+    micro_by_hand,
+    small_config,
+    write_config,
+    write_digits,
+)
 from markupsafe import escape
-from tflite_micro import runtime
 
 from generator.cli import main
 from generator.engines.tflite_file import read_tflite
@@ -105,13 +112,8 @@ def _outputs(path, images, runtime_name):
     else:
         feed = values
     raw = [[] for _ in tflite.outputs]
-    if runtime_name == "tflite_micro":
-        interpreter = runtime.Interpreter.from_bytes(content)
-        for sample in feed:
-            interpreter.set_input(sample[None], 0)
-            interpreter.invoke()
-            for i in range(len(raw)):
-                raw[i].append(interpreter.get_output(i)[0])
+    if runtime_name == MICRO:
+        raw = micro_by_hand(content, feed)
     else:
         interpreter = Interpreter(
             model_content=content,
@@ -142,8 +144,10 @@ def test_scores_equal_an_independent_recomputation(comparison):
     rows = _rows(info)
     reference = _outputs(folder / rows["float32"]["tflite"], images, "litert_builtin")
     for mode, row in rows.items():
+        # TFLite Micro cannot run the hybrid and float16 modes; LiteRT's reference kernels,
+        # standing in for it where it is not installed, can.
         assert row["runtime"] == (
-            "litert_builtin" if mode in ("dynamic_range", "float16") else "tflite_micro"
+            "litert_builtin" if mode in ("dynamic_range", "float16") and TFLM_INSTALLED else MICRO
         )
         outputs = _outputs(folder / row["tflite"], images, row["runtime"])
         for head in ("digit", "parity"):
@@ -156,7 +160,11 @@ def test_scores_equal_an_independent_recomputation(comparison):
                 assert row["sqnr_db"][head] == pytest.approx(
                     10 * np.log10(signal / noise), rel=1e-6
                 )
-        if mode in ("full_integer", "int16x8", "float32"):
+        if not TFLM_INSTALLED:
+            assert row["tflm_arena_bytes"] is None and "not installed" in row["tflm_note"]
+        elif mode in ("full_integer", "int16x8", "float32"):
+            from tflite_micro import runtime
+
             arena = row["tflm_arena_bytes"]
             runtime.Interpreter.from_bytes((folder / row["tflite"]).read_bytes(), arena_size=arena)
             with pytest.raises(RuntimeError):
@@ -166,6 +174,23 @@ def test_scores_equal_an_independent_recomputation(comparison):
         else:
             assert row["tflm_arena_bytes"] is None and "TFLite Micro cannot run" in row["tflm_note"]
     assert info["reference"]["tflite_bytes"] == rows["float32"]["tflite_bytes"]
+
+
+def test_the_comparison_names_the_runtime_that_stood_for_a_cortex_m(comparison):
+    folder, info, _ = comparison
+    assert info["schema_version"] == 2
+    assert info["micro"]["runtime"] == MICRO
+    pages = [(folder / f"small_compare.{suffix}").read_text() for suffix in ("md", "html")]
+    if TFLM_INSTALLED:
+        assert info["micro"]["note"] is None
+        assert not any("reference kernels" in page for page in pages)
+    else:
+        assert "TensorFlow Lite Micro is not installed" in info["micro"]["note"]
+        for page in pages:
+            assert info["micro"]["note"] in page.replace("&#39;", "'")
+            assert "LiteRT's reference kernels (for TFLite Micro) where it runs" in page.replace(
+                "&#39;", "'"
+            )
 
 
 def test_the_recommendation_follows_from_the_figures(comparison):

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+from conftest import needs_tflm
 
 from generator.cli import main
 
@@ -71,24 +72,36 @@ def _before_output_stride(info: dict) -> dict:
     return {**info, "schema_version": 2, "model": model}
 
 
-def test_a_complete_version_2_record_is_upgraded(demo_sized_build, tmp_path, capsys):
-    """Builds that wrote schema_version 2 with every field of version 3 render as version 3."""
+def _as_version_3(info: dict) -> dict:
+    """The record as builds before schema_version 4 wrote it: TFLite Micro was not named."""
+    tflm = {k: v for k, v in info["tflm"].items() if k not in ("installed", "runtime", "note")}
+    versions = {k: v for k, v in info["versions"].items() if k != "tflite_micro"}
+    return {**info, "schema_version": 3, "tflm": tflm, "versions": versions}
+
+
+@needs_tflm  # older records all came from TFLite Micro: the pages match only a build that did
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_complete_older_record_is_upgraded(demo_sized_build, tmp_path, version):
+    """Records of versions 2 (with every field of version 3) and 3 render as version 4."""
     folder = _copy(demo_sized_build, tmp_path / "copy")
     record = folder / FILES[0]
-    record.write_text(record.read_text().replace('"schema_version": 3', '"schema_version": 2'))
-    (folder / FILES[1]).unlink()
+    older = {**_as_version_3(json.loads(record.read_text())), "schema_version": version}
+    record.write_text(json.dumps(older))
+    for page in FILES[1:]:
+        (folder / page).unlink()
     assert main(["report", str(folder)]) == 0
-    assert (folder / FILES[1]).read_bytes() == (demo_sized_build / FILES[1]).read_bytes()
-    assert json.loads(record.read_text())["schema_version"] == 2  # the record itself is as it was
+    for page in FILES[1:]:
+        assert (folder / page).read_bytes() == (demo_sized_build / page).read_bytes(), page
+    assert json.loads(record.read_text()) == older  # the record itself is as it was
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (_older, "has schema_version 1, this generator renders schema_version 3"),
+        (_older, "has schema_version 1, this generator renders schema_version 4"),
         (lambda info: [info], "has schema_version None"),
-        (_cut, "does not follow schema_version 3 (UndefinedError: 'dict object' has no attribute"),
-        (_retyped, "does not follow schema_version 3 (UndefinedError"),
+        (_cut, "does not follow schema_version 4 (UndefinedError: 'dict object' has no attribute"),
+        (_retyped, "does not follow schema_version 4 (UndefinedError"),
         (_before_output_stride, "schema_version 2 record from before model.output_stride was"),
     ],
 )
@@ -109,13 +122,13 @@ def test_a_json_of_another_schema_is_refused(demo_sized_build, tmp_path, capsys,
         (lambda folder: folder.rmdir() or folder.write_text("x"), "copy is not a folder"),
         (lambda folder: None, "holds no *_quantization_info.json or *_compare.json"),
         (
-            lambda folder: (folder / "a_compare.json").write_text('{"schema_version": 2}'),
-            "a_compare.json has schema_version 2, this generator renders schema_version 1: "
+            lambda folder: (folder / "a_compare.json").write_text('{"schema_version": 3}'),
+            "a_compare.json has schema_version 3, this generator renders schema_version 2: "
             "compare again with 'python -m generator compare'",
         ),
         (
             lambda folder: (folder / "a_compare.json").write_text('{"schema_version": 1}'),
-            "a_compare.json does not follow schema_version 1 (KeyError: 'reference')",
+            "a_compare.json does not follow schema_version 2 (KeyError: 'reference')",
         ),
         (
             lambda folder: (folder / FILES[0]).write_bytes(b"\xff{not json"),

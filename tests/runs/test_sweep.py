@@ -63,7 +63,7 @@ def sweep(tmp_path_factory):
 
 def test_every_variant_is_a_build_and_failures_are_recorded(sweep):
     _, out, info, run = sweep
-    assert info["schema_version"] == 1 and info["name"] == "small"
+    assert info["schema_version"] == 2 and info["name"] == "small"
     assert info["grid"] == {
         "model.alpha": [0.25, 0.5],
         "model.input_shape": [[32, 32, 3], [40, 40, 3]],
@@ -102,6 +102,7 @@ def test_figures_are_read_from_each_variant(sweep):
         assert row["tflite_bytes"] == (folder / f"{name}.tflite").stat().st_size
         built = json.loads((folder / f"{name}_quantization_info.json").read_text())
         assert row["tflm_arena_bytes"] == built["tflm"]["arena_bytes"]
+        assert row["micro_runtime"] == built["tflm"]["runtime"]
         assert set(row["targets"]) == {"corstone_300", "small_flash"}
         for key, target in row["targets"].items():
             board = built["boards"][key]
