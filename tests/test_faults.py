@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, small_config, write_config
 
+# The faults are POSIX signals (SIGKILL, SIGTERM to a process group), tmpfs mounts and /proc.
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="injects POSIX faults")
+
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(

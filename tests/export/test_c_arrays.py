@@ -202,7 +202,8 @@ def compile_and_run(folder, work, model_path, language: str) -> tuple[list[str],
     """Compile `<folder>/small_model.c` with cc and a checking program in C or C++, run it on
     the .tflite at `model_path`; return its lines and the object's section table."""
     compiler = shutil.which("cc") or shutil.which("gcc")
-    assert compiler, "a C compiler is needed to check the generated C arrays"
+    if not (compiler and shutil.which("objdump")):
+        pytest.skip("checking the C arrays needs a C compiler (cc or gcc) and objdump")
     work.mkdir()
     flags = ["-Wall", "-Wextra", "-Werror", f"-I{folder}"]
     model_object = work / "small_model.o"

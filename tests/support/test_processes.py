@@ -5,6 +5,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from generator.support.processes import is_running
 
@@ -36,6 +37,7 @@ def test_a_process_watching_its_parent_ends_when_the_parent_is_killed():
     assert not is_running(grandchild)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX's")
 def test_end_children_kills_what_this_process_started_and_nothing_else():
     """In a process of its own: here it would also end what pytest's other fixtures started."""
     script = """
