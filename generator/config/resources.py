@@ -23,8 +23,9 @@ The estimate, in bytes, for an input of H×W×C (P = H·W pixels), is the sum of
                  gradients (measured: 1.2 × B × A × 4), for a batch of B = min(batch_size,
                  images in train.data) images
     labelled     labelled images (train.data, train.validation, evaluation.data; one per CSV
-                 row or image file) × H·W·C × 6: the uint8 images read, their stack, and the
-                 float32 copy training and evaluation make
+                 row or image file) × H·W·C × 2: the uint8 images, decoded into one array
+                 (training converts one batch at a time to float, `model.train`), and the copy
+                 evaluation feeds the integer runtimes
 
 The stages run one after another, so summing every term overstates the peak, by design.
 
@@ -160,7 +161,7 @@ def estimate_bytes(
         "calibration": work.calibration_images * values * (1 + FLOAT_BYTES),
         "inference": network.activations * FLOAT_BYTES * (INFERENCE_CHUNK + 2),
         "training": work.batch_images * network.activations * FLOAT_BYTES * 2,
-        "labelled": work.labelled_images * values * (2 + FLOAT_BYTES),
+        "labelled": work.labelled_images * values * 2,
     }
 
 

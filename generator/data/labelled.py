@@ -14,6 +14,7 @@ equal `num_classes`.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from generator.config.schema import Head
 
 MISSING = -1
+
+# Decoding reports its progress every this many images.
+PROGRESS_EVERY = 1000
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,17 @@ class LabelledImages:
 
 
 def read_labelled(
-    source: Path, heads: tuple[Head, ...], shape: tuple[int, int, int], field: str
+    source: Path,
+    heads: tuple[Head, ...],
+    shape: tuple[int, int, int],
+    field: str,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> LabelledImages:
-    """Load a labelled set from a folder or a .csv file; `field` names it in errors."""
+    """Load a labelled set from a folder or a .csv file; `field` names it in errors.
+
+    The images are decoded straight into one uint8 array, the only copy of the pixels kept
+    (training converts one batch at a time). `on_progress(done, total)` is called every
+    `PROGRESS_EVERY` images and at the end."""
     if source.is_dir():
         paths, names = _read_folders(source, heads, field)
     elif source.suffix.lower() == ".csv" and source.is_file():
@@ -66,7 +78,12 @@ def read_labelled(
         for row, name in enumerate(names[head.name]):
             if name:
                 labels[row, column] = index[name]
-    pixels = np.stack([_load(path, shape, field) for path in paths])
+    pixels = np.empty((len(paths), *shape), dtype=np.uint8)
+    for row, path in enumerate(paths):
+        pixels[row] = _load(path, shape, field)
+        done = row + 1
+        if on_progress is not None and (done % PROGRESS_EVERY == 0 or done == len(paths)):
+            on_progress(done, len(paths))
     return LabelledImages(pixels, labels, classes)
 
 

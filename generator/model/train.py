@@ -33,7 +33,6 @@ from keras import ops
 
 from generator.config.schema import Head, TrainConfig
 from generator.data.labelled import LabelledImages
-from generator.data.pixels import pixels_to_float
 from generator.model.layers import all_layers
 
 BATCHNORM_MOMENTUM = 0.9
@@ -146,9 +145,8 @@ def train_model(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras notes that a tf.data set is already shuffled
         model.fit(
-            _dataset(training, heads, config, input_range),
-            validation_data=_arrays(validation, heads, input_range),
-            validation_batch_size=256,
+            _dataset(training, heads, config, input_range, shuffle=True),
+            validation_data=_dataset(validation, heads, config, input_range, shuffle=False),
             epochs=config.epochs,
             callbacks=callbacks,
             verbose=0,
@@ -167,19 +165,42 @@ def train_model(
     )
 
 
-def _arrays(data: LabelledImages, heads, input_range) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    x = pixels_to_float(data.pixels, input_range)
-    return x, {h.name: data.labels[:, i] for i, h in enumerate(heads)}
+# Validation batches: larger than training's, since no gradients are kept.
+VALIDATION_BATCH = 256
 
 
-def _dataset(data: LabelledImages, heads, config: TrainConfig, input_range) -> tf.data.Dataset:
-    x, y = _arrays(data, heads, input_range)
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
-        len(x), seed=config.seed, reshuffle_each_iteration=True
+def _dataset(
+    data: LabelledImages, heads, config: TrainConfig, input_range, *, shuffle: bool
+) -> tf.data.Dataset:
+    """Batches of `data` as the model sees them, made one batch at a time from the uint8 pixels:
+    the set is never held as floats (4 bytes a value), only the batch being fed. Training
+    batches (`shuffle`) come in a new seeded order each epoch and are augmented; validation
+    batches in file order, as they are."""
+    pixels, labels = data.pixels, data.labels
+    size = config.batch_size if shuffle else VALIDATION_BATCH
+    steps = -(-len(pixels) // size)
+    order = np.random.default_rng(config.seed)
+
+    def batches():
+        rows = order.permutation(len(pixels)) if shuffle else np.arange(len(pixels))
+        for start in range(0, len(rows), size):
+            batch = np.sort(rows[start : start + size])  # sorted: contiguous reads
+            yield pixels[batch], {h.name: labels[batch, i] for i, h in enumerate(heads)}
+
+    dataset = tf.data.Dataset.from_generator(
+        batches,
+        output_signature=(
+            tf.TensorSpec((None, *pixels.shape[1:]), tf.uint8),
+            {h.name: tf.TensorSpec((None,), tf.int64) for h in heads},
+        ),
+    ).apply(tf.data.experimental.assert_cardinality(steps))
+    low, high = input_range
+    scale = np.float32((high - low) / 255)
+    dataset = dataset.map(
+        lambda images, y: (np.float32(low) + tf.cast(images, tf.float32) * scale, y)
     )
-    dataset = dataset.batch(config.batch_size)
     augment = config.augment
-    if augment is not None:
+    if shuffle and augment is not None:
         layers = []
         if augment.flip:
             layers.append(keras.layers.RandomFlip("horizontal", seed=config.seed))

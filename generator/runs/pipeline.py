@@ -31,7 +31,7 @@ from generator.analysis.placement import (
 from generator.analysis.verify import verify
 from generator.config.schema import Config, Head, output_stride
 from generator.data.calibration import load_calibration_set
-from generator.data.labelled import LabelledImages, read_labelled
+from generator.data.labelled import PROGRESS_EVERY, LabelledImages, read_labelled
 from generator.data.pixels import pixels_to_model_input
 from generator.engines.micro import ARENA_NOT_MEASURED, start_arena_search
 from generator.engines.tflite_file import read_tflite
@@ -398,12 +398,17 @@ def train_stage(
 ) -> tuple[TrainingOutcome, tuple[LabelledImages, LabelledImages]]:
     """Train the float model; return the outcome and the (training, validation) sets."""
     train = config.train
+
+    def decoded(done: int, total: int) -> None:
+        if total >= 2 * PROGRESS_EVERY:
+            stage.note(f"decoded {done:,} of {total:,} images")
+
     with stage("data", f"labelled images from {display_path(train.data)}"):
-        data = read_labelled(train.data, built.heads, built.input_shape, "train.data")
+        data = read_labelled(train.data, built.heads, built.input_shape, "train.data", decoded)
         if isinstance(train.validation, Path):
             training = data
             validation = read_labelled(
-                train.validation, built.heads, built.input_shape, "train.validation"
+                train.validation, built.heads, built.input_shape, "train.validation", decoded
             )
         else:
             training, validation = split_validation(data, train.validation, train.seed)
