@@ -45,6 +45,16 @@ class LabelledImages:
         return LabelledImages(self.pixels[rows], self.labels[rows], self.classes)
 
 
+@dataclass(frozen=True)
+class LabelledList:
+    """A labelled set before decoding: image paths, labels (N, heads), class names per head."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    classes: dict[str, tuple[str, ...]]
+    field: str  # the config key that names the set, for errors
+
+
 def read_labelled(
     source: Path,
     heads: tuple[Head, ...],
@@ -52,11 +62,30 @@ def read_labelled(
     field: str,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> LabelledImages:
-    """Load a labelled set from a folder or a .csv file; `field` names it in errors.
+    """Load a labelled set from a folder or a .csv file; `field` names it in errors."""
+    return decode_labelled(list_labelled(source, heads, field), shape, on_progress=on_progress)
 
-    The images are decoded straight into one uint8 array, the only copy of the pixels kept
-    (training converts one batch at a time). `on_progress(done, total)` is called every
-    `PROGRESS_EVERY` images and at the end."""
+
+def decode_labelled(
+    listed: LabelledList,
+    shape: tuple[int, int, int],
+    rows: np.ndarray | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> LabelledImages:
+    """The images `rows` of `listed` (all by default), decoded straight into one uint8 array:
+    the only copy of their pixels a build keeps (training converts one batch at a time).
+    `on_progress(done, total)` is called every `PROGRESS_EVERY` images and at the end."""
+    rows = np.arange(len(listed.paths)) if rows is None else rows
+    pixels = np.empty((len(rows), *shape), dtype=np.uint8)
+    for done, row in enumerate(rows, start=1):
+        pixels[done - 1] = _load(listed.paths[row], shape, listed.field)
+        if on_progress is not None and (done % PROGRESS_EVERY == 0 or done == len(rows)):
+            on_progress(done, len(rows))
+    return LabelledImages(pixels, listed.labels[rows], listed.classes)
+
+
+def list_labelled(source: Path, heads: tuple[Head, ...], field: str) -> LabelledList:
+    """The paths, labels and classes of a labelled set, checked, without decoding an image."""
     if source.is_dir():
         paths, names = _read_folders(source, heads, field)
     elif source.suffix.lower() == ".csv" and source.is_file():
@@ -78,13 +107,7 @@ def read_labelled(
         for row, name in enumerate(names[head.name]):
             if name:
                 labels[row, column] = index[name]
-    pixels = np.empty((len(paths), *shape), dtype=np.uint8)
-    for row, path in enumerate(paths):
-        pixels[row] = _load(path, shape, field)
-        done = row + 1
-        if on_progress is not None and (done % PROGRESS_EVERY == 0 or done == len(paths)):
-            on_progress(done, len(paths))
-    return LabelledImages(pixels, labels, classes)
+    return LabelledList(paths, labels, classes, field)
 
 
 def _read_manifest(

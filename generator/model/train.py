@@ -59,9 +59,17 @@ class TrainingResult:
 
 def split_validation(data: LabelledImages, fraction: float, seed: int):
     """A deterministic (seeded) split into (training, validation) sets."""
-    order = np.random.default_rng(seed).permutation(len(data.pixels))
-    held = max(1, round(len(order) * fraction))
-    return data.subset(np.sort(order[held:])), data.subset(np.sort(order[:held]))
+    training, held = validation_rows(len(data.pixels), fraction, seed)
+    return data.subset(training), data.subset(held)
+
+
+def validation_rows(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of a set of `count` images that train and those held out for validation, each
+    in order: a seeded split (the build decodes each part on its own, so the whole set is
+    never in memory beside its parts)."""
+    order = np.random.default_rng(seed).permutation(count)
+    held = max(1, round(count * fraction))
+    return np.sort(order[held:]), np.sort(order[:held])
 
 
 def masked_sparse_crossentropy(y_true, y_pred):

@@ -31,7 +31,13 @@ from generator.analysis.placement import (
 from generator.analysis.verify import verify
 from generator.config.schema import Config, Head, output_stride
 from generator.data.calibration import load_calibration_set
-from generator.data.labelled import PROGRESS_EVERY, LabelledImages, read_labelled
+from generator.data.labelled import (
+    PROGRESS_EVERY,
+    LabelledImages,
+    decode_labelled,
+    list_labelled,
+    read_labelled,
+)
 from generator.data.pixels import pixels_to_model_input
 from generator.engines.micro import ARENA_NOT_MEASURED, start_arena_search
 from generator.engines.tflite_file import read_tflite
@@ -41,7 +47,7 @@ from generator.errors import UserError, VerificationError
 from generator.export.c_arrays import CompiledFor, write_c_array
 from generator.model.build import BuiltModel, build, build_model, model_copies
 from generator.model.qat import QatResult, check_ranges, fine_tune
-from generator.model.train import split_validation, train_model
+from generator.model.train import train_model, validation_rows
 from generator.quantization.convert import convert_to_tflite, tensor_layers
 from generator.quantization.layer_error import layer_errors
 from generator.records.build_record import (
@@ -403,15 +409,17 @@ def train_stage(
         if total >= 2 * PROGRESS_EVERY:
             stage.note(f"decoded {done:,} of {total:,} images")
 
+    shape = built.input_shape
     with stage("data", f"labelled images from {display_path(train.data)}"):
-        data = read_labelled(train.data, built.heads, built.input_shape, "train.data", decoded)
+        listed = list_labelled(train.data, built.heads, "train.data")
         if isinstance(train.validation, Path):
-            training = data
+            training = decode_labelled(listed, shape, on_progress=decoded)
             validation = read_labelled(
-                train.validation, built.heads, built.input_shape, "train.validation", decoded
+                train.validation, built.heads, shape, "train.validation", decoded
             )
         else:
-            training, validation = split_validation(data, train.validation, train.seed)
+            rows = validation_rows(len(listed.paths), train.validation, train.seed)
+            training, validation = (decode_labelled(listed, shape, part, decoded) for part in rows)
     unknown = sorted(set(train.loss_weights) - {h.name for h in built.heads})
     if unknown:
         raise UserError(f"train.loss_weights.{unknown[0]}: the model has no head of that name")

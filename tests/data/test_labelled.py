@@ -115,3 +115,30 @@ def test_an_image_too_large_to_decode_is_a_user_error(tmp_path, monkeypatch):
     Image.new("L", (20, 20)).save(tmp_path / "shape" / "square" / "b.png")
     with pytest.raises(UserError, match=r"train.data: image .*b.png is too large to decode"):
         read_labelled(tmp_path, HEADS[:1], (8, 8, 1), "train.data")
+
+
+def test_a_split_decodes_each_part_alone_as_the_whole_set_would(tmp_path):
+    """A build splits the list of images before decoding, so the whole set is never in memory
+    beside its parts; each part is what decoding everything and taking its rows gives."""
+    from generator.data.labelled import decode_labelled, list_labelled
+    from generator.model.train import split_validation, validation_rows
+
+    rows = ["path,shape,size"]
+    for index in range(10):
+        _image(tmp_path / "img" / f"{index}.png", index * 20)
+        rows.append(f"img/{index}.png,{('round', 'square')[index % 2]},{index % 3}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    whole = read_labelled(tmp_path / "labels.csv", HEADS, (8, 8, 1), "train.data")
+    listed = list_labelled(tmp_path / "labels.csv", HEADS, "train.data")
+    training_rows, held_rows = validation_rows(10, 0.3, seed=0)
+    assert sorted([*training_rows, *held_rows]) == list(range(10)) and len(held_rows) == 3
+    seen = []
+    parts = [
+        decode_labelled(listed, (8, 8, 1), rows, lambda *done: seen.append(done))
+        for rows in (training_rows, held_rows)
+    ]
+    expected = split_validation(whole, 0.3, seed=0)
+    for part, reference in zip(parts, expected, strict=True):
+        np.testing.assert_array_equal(part.pixels, reference.pixels)
+        np.testing.assert_array_equal(part.labels, reference.labels)
+    assert seen == [(7, 7), (3, 3)]  # progress at the end of each part
