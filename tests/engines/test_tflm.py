@@ -9,8 +9,8 @@ from generator.engines.tflm import ARENA_STEP, ArenaSearch, minimum_arena
 from generator.errors import VerificationError
 
 runtime = pytest.importorskip(
-    "tflite_micro.runtime", reason="tflite-micro is not installed (no wheel for this platform)"
-)
+    "tflite_micro", reason="tflite-micro is not installed (no wheel for this platform)"
+).runtime
 
 
 def test_minimum_arena_is_the_smallest_that_runs_even_where_smaller_ones_crash(small_tflite):
