@@ -122,6 +122,11 @@ class ModelDocument(_Document):
     weights: str | None = None
     """A Keras .weights.h5 saved from this exact architecture; without it the weights are
     random (seeded) unless train: trains them."""
+    pretrained: str | None = None
+    """Start the backbone from trained weights: imagenet (the ImageNet weights Keras publishes,
+    fetched once into Keras's cache) or a file, a Keras .h5 or another build's .keras; the heads
+    start random. With imagenet or a Keras .h5, calibration.input_range defaults to the
+    published weights' scaling, [-1, 0.9921875]."""
     seed: WholeNumber = 0
     """Seeds the weights' initialisation, image selection and training."""
 
@@ -182,6 +187,15 @@ class TrainDocument(_Document):
     """Per head, e.g. {digit: 2.0}; 1.0 where not given."""
     warmup_epochs: WholeNumber = 0
     """Linear warm-up of the learning rate from 0, then the schedule."""
+    freeze_backbone_epochs: WholeNumber = 0
+    """Train the heads alone for this many epochs first, the backbone frozen (batch
+    normalization in inference mode), then the whole network."""
+    backbone_learning_rate: float = 1.0
+    """The backbone's learning rate as a multiple of the heads' (e.g. 0.1 when fine-tuning
+    pretrained weights)."""
+    mixed_precision: bool = False
+    """Compute in float16 with float32 weights, heads and logits (for GPUs: on a CPU it is
+    slower)."""
     early_stopping: WholeNumber = 5
     """Patience in epochs on the validation loss; 0 turns it off."""
     augment: Annotated[
@@ -213,7 +227,8 @@ class CalibrationDocument(_Document):
         ),
     ] = [0.0, 1.0]
     """The float range pixels 0..255 map onto: [0, 1], or [-1, 0.9921875] (pixel / 128 - 1);
-    its zero point must be a whole pixel value."""
+    its zero point must be a whole pixel value. Default: [0, 1], or [-1, 0.9921875] with
+    model.pretrained imagenet or a Keras .h5."""
 
 
 # Layer names or operator types.

@@ -35,6 +35,9 @@ from generator.config.schema import (
     BACKBONES,
     DEFAULT_SYSTEM,
     HEAD_NAME_PATTERN,
+    IMAGENET,
+    IMAGENET_INPUT_RANGE,
+    IMAGENET_WEIGHTS,
     MAX_NAME_LENGTH,
     MIN_ALPHA_V1,
     MIN_SIDE,
@@ -81,7 +84,9 @@ def parse_config(raw: dict, base: Path, source: Path) -> Config:
     return Config(
         name=name,
         model=model,
-        calibration=_parse_calibration(document.calibration, base),
+        calibration=_parse_calibration(
+            document.calibration, base, imagenet_scaled=_imagenet_scaled(model)
+        ),
         quantization=quantization,
         vela=_parse_vela(document.vela, document.boards),
         output=output,
@@ -93,7 +98,14 @@ def parse_config(raw: dict, base: Path, source: Path) -> Config:
     )
 
 
-_ARCHITECTURE_KEYS = ("backbone", "alpha", "input_shape", "output_stride", "weights")
+_ARCHITECTURE_KEYS = (
+    "backbone",
+    "alpha",
+    "input_shape",
+    "output_stride",
+    "weights",
+    "pretrained",
+)
 
 
 def _parse_model(section: ModelDocument, base: Path) -> ModelConfig:
@@ -144,6 +156,13 @@ def _parse_model(section: ModelDocument, base: Path) -> ModelConfig:
             f"model.weights: {weights_path.name} is not a .weights.h5 file: save the weights "
             "with model.save_weights('name.weights.h5'), or give a whole .keras model as model.path"
         )
+    pretrained = section.pretrained
+    if pretrained is not None:
+        if weights_path is not None:
+            raise UserError(
+                "model.pretrained: model.weights already gives every weight: remove one of them"
+            )
+        pretrained = _parse_pretrained(pretrained, backbone, alpha, base)
     return ModelConfig(
         backbone=backbone,
         alpha=alpha,
@@ -152,7 +171,41 @@ def _parse_model(section: ModelDocument, base: Path) -> ModelConfig:
         weights=weights_path,
         seed=_seed(section.seed, "model"),
         output_stride=None if stride == "auto" else stride,
+        pretrained=pretrained,
     )
+
+
+def _parse_pretrained(value: str, backbone: str, alpha: float, base: Path) -> str | Path:
+    """`imagenet` where Keras publishes weights for the backbone and alpha, or a .h5 / .keras
+    file that exists (whether it fits the architecture is checked when it is read)."""
+    if value == IMAGENET:
+        alphas, _ = IMAGENET_WEIGHTS[backbone]
+        if alpha not in alphas:
+            closest = min(alphas, key=lambda published: (abs(published - alpha), -published))
+            raise UserError(
+                f"model.pretrained: Keras publishes no ImageNet weights for {backbone} alpha "
+                f"{alpha}: use alpha {closest:g} (published: {', '.join(f'{a:g}' for a in alphas)})"
+                ", or train from scratch"
+            )
+        return value
+    path = resolve_path(base, value, "model.pretrained")
+    if not path.is_file():
+        raise UserError(
+            f"model.pretrained: {path} not found: give imagenet, a Keras .h5 or a .keras file"
+        )
+    if path.name.endswith(".weights.h5") or path.suffix not in (".h5", ".keras"):
+        raise UserError(
+            f"model.pretrained: {path.name} is not a Keras .h5 or .keras file (a .weights.h5 "
+            "holds no layer names): give a .keras model, or the whole weights as model.weights"
+        )
+    return path
+
+
+def _imagenet_scaled(model: ModelConfig) -> bool:
+    """Whether the pretrained weights are Keras's published ones (imagenet, or a Keras .h5 file
+    such as a downloaded copy), which expect pixels scaled to [-1, 1]."""
+    pretrained = model.pretrained
+    return pretrained == IMAGENET or (isinstance(pretrained, Path) and pretrained.suffix == ".h5")
 
 
 def _seed(seed: int, where: str) -> int:
@@ -261,6 +314,23 @@ def _parse_train(section: TrainDocument, model: ModelConfig, base: Path) -> Trai
         raise UserError(
             f"train.warmup_epochs: {warmup_epochs} must be >= 0 and below train.epochs ({epochs})"
         )
+    freeze = section.freeze_backbone_epochs
+    if not 0 <= freeze <= epochs:
+        raise UserError(
+            f"train.freeze_backbone_epochs: {freeze} must be >= 0 and at most train.epochs "
+            f"({epochs})"
+        )
+    backbone_rate = section.backbone_learning_rate
+    if not 0 < backbone_rate <= 1e3:
+        raise UserError(
+            f"train.backbone_learning_rate: {backbone_rate} must be a multiplier of the heads' "
+            "rate in (0, 1000], e.g. 0.1"
+        )
+    if section.mixed_precision and model.path is not None:
+        raise UserError(
+            "train.mixed_precision: a model file trains in the dtypes it was saved with: "
+            "remove train.mixed_precision, or save the model under a mixed_float16 policy"
+        )
     schedule = section.schedule
     if schedule not in ("cosine", "constant"):
         raise UserError(f"train.schedule: {schedule!r} must be cosine or constant")
@@ -295,6 +365,9 @@ def _parse_train(section: TrainDocument, model: ModelConfig, base: Path) -> Trai
         seed=seed,
         qat=_parse_qat(section.qat),
         warmup_epochs=warmup_epochs,
+        freeze_backbone_epochs=freeze,
+        backbone_learning_rate=float(backbone_rate),
+        mixed_precision=section.mixed_precision,
     )
 
 
@@ -338,7 +411,10 @@ def _labelled_path(value: str, base: Path, field: str) -> Path:
     return path
 
 
-def _parse_calibration(section: CalibrationDocument | None, base: Path) -> CalibrationConfig:
+def _parse_calibration(
+    section: CalibrationDocument | None, base: Path, *, imagenet_scaled: bool
+) -> CalibrationConfig:
+    """`input_range`, when the config does not give it, follows ImageNet weights' scaling."""
     if section is None:
         raise UserError("calibration.data: give the folder of calibration images")
     data_path = resolve_path(base, section.data, "calibration.data")
@@ -351,12 +427,14 @@ def _parse_calibration(section: CalibrationDocument | None, base: Path) -> Calib
     samples, holdout = section.samples, section.holdout
     if samples < 1 or holdout < 1:
         raise UserError("calibration.samples and calibration.holdout must be at least 1")
-    input_range = section.input_range
+    follows = imagenet_scaled and "input_range" not in section.model_fields_set
+    input_range = list(IMAGENET_INPUT_RANGE) if follows else section.input_range
     return CalibrationConfig(
         data=data_path,
         samples=samples,
         holdout=holdout,
         input_range=_parse_input_range(input_range),
+        input_range_from_pretrained=follows,
     )
 
 

@@ -42,6 +42,24 @@ DEFAULT_SYSTEM = {
 }
 
 
+# The ImageNet weights Keras publishes for keras.applications (keras/src/applications/
+# mobilenet.py, mobilenet_v2.py, mobilenet_v3.py in Keras 3.13): the width multipliers that have
+# them, and the square input sides they were trained at (one file each).
+IMAGENET = "imagenet"  # model.pretrained's name for them
+IMAGENET_WEIGHTS = {
+    "mobilenet_v1": ((0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224)),
+    "mobilenet_v2": ((0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224)),
+    "mobilenet_v3_small": ((0.75, 1.0), (224,)),
+    "mobilenet_v3_large": ((0.75, 1.0), (224,)),
+}
+
+
+# The pixel mapping ImageNet-trained MobileNets expect: V1 and V2 were trained on pixel / 127.5
+# - 1 and V3's own preprocessing layer does the same. The nearest range whose uint8 zero point
+# is a whole pixel value (calibration.input_range needs one) is pixel / 128 - 1, 0.4 % narrower.
+IMAGENET_INPUT_RANGE = (-1.0, 0.9921875)
+
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -117,6 +135,9 @@ class ModelConfig:
     path: Path | None = None
     workload: Workload | None = None
     output_stride: int | None = None  # None: auto (see output_stride below)
+    # "imagenet" (Keras's published weights) or a local .h5 / .keras file the backbone's
+    # weights are read from (generator/model/pretrained.py); None: random (seeded) or `weights`
+    pretrained: str | Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +146,8 @@ class CalibrationConfig:
     samples: int
     holdout: int
     input_range: tuple[float, float]
+    # True when input_range was not in the config and follows the pretrained weights' scaling
+    input_range_from_pretrained: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,6 +213,9 @@ class TrainConfig:
     seed: int
     qat: QatConfig | None = None
     warmup_epochs: int = 0  # linear warm-up of the learning rate from 0
+    freeze_backbone_epochs: int = 0  # heads alone first, backbone frozen (BN in inference mode)
+    backbone_learning_rate: float = 1.0  # the backbone's rate, a multiple of the heads' rate
+    mixed_precision: bool = False  # float16 compute, float32 variables, heads and logits
 
 
 @dataclass(frozen=True)

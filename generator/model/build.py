@@ -4,8 +4,8 @@ or a trained Keras model of any architecture loaded from `model.path`.
 The backbone comes from `keras.applications` with `include_top=False` and global average
 pooling; every head is a Dense layer on the shared pooled features, named `<head>_logits`.
 No softmax in the model: the host applies it. Weights are random (seeded) unless
-`model.weights` names a Keras `.weights.h5` saved from this exact architecture. There is no
-pretrained download: the tool runs offline.
+`model.weights` names a Keras `.weights.h5` saved from this exact architecture, or
+`model.pretrained` starts the backbone from ImageNet or a file (generator/model/pretrained.py).
 
 MobileNetV3's preprocessing layer (which expects pixels in 0..255) is left out, so every
 backbone sees `calibration.input_range`, as the report states.
@@ -37,6 +37,7 @@ from generator.config.resources import Network, check_memory
 from generator.config.schema import FULL_STRIDE, HEAD_NAME_PATTERN, Head, ModelConfig, output_stride
 from generator.errors import UserError
 from generator.model.layers import all_layers
+from generator.model.pretrained import PretrainedWeights, load_pretrained
 from generator.support.text import first_line
 
 _BACKBONES = {
@@ -56,20 +57,28 @@ class BuiltModel:
     model: keras.Model
     heads: tuple[Head, ...]
     input_shape: tuple[int, int, int]
+    pretrained: PretrainedWeights | None = None
 
 
 def build(config: ModelConfig) -> BuiltModel:
-    """Our MobileNet for `config`, or the model file `config.path` names."""
+    """Our MobileNet for `config` with its pretrained backbone, or the model file `config.path`
+    names."""
     if config.path is not None:
         return load_model_file(config)
-    return BuiltModel(build_model(config), config.heads, config.input_shape)
+    model = build_model(config)
+    pretrained = None if config.pretrained is None else load_pretrained(model, config)
+    return BuiltModel(model, config.heads, config.input_shape, pretrained)
 
 
-def build_model(config: ModelConfig, batch_size: int | None = 1) -> keras.Model:
-    """The float model. Outputs are a dict keyed by head name, in config order.
+def build_model(
+    config: ModelConfig, batch_size: int | None = 1, *, float32_heads: bool = False
+) -> keras.Model:
+    """The float model with random (seeded) or `config.weights` weights. Outputs are a dict
+    keyed by head name, in config order.
 
     `batch_size=1` (the default) is what is deployed: Vela needs static shapes. Training may
-    build with `None` and copy the weights across.
+    build with `None` and copy the weights across; under a mixed-precision policy it asks for
+    `float32_heads`, so the logits and the loss stay in float32.
     """
     keras.utils.set_random_seed(config.seed)
     constructor, extra = _BACKBONES[config.backbone]
@@ -87,7 +96,11 @@ def build_model(config: ModelConfig, batch_size: int | None = 1) -> keras.Model:
         backbone = _with_output_stride(backbone, stride, image)
     features = backbone.output
     outputs = {
-        head.name: keras.layers.Dense(head.num_classes, name=f"{head.name}_logits")(features)
+        head.name: keras.layers.Dense(
+            head.num_classes,
+            name=f"{head.name}_logits",
+            dtype="float32" if float32_heads else None,
+        )(features)
         for head in config.heads
     }
     model = keras.Model(image, outputs, name=config.backbone)
@@ -123,6 +136,23 @@ def _with_output_stride(backbone: keras.Model, stride: int, image) -> keras.Mode
         return layer.__class__.from_config({**layer.get_config(), **changes.get(layer.name, {})})
 
     return keras.models.clone_model(backbone, input_tensors=[image], clone_function=clone)
+
+
+def training_copy(config: ModelConfig, built: BuiltModel, *, mixed_precision: bool) -> keras.Model:
+    """The model to train: a model file's own, or ours rebuilt with a free batch size (under
+    Keras's mixed_float16 policy when asked, heads in float32) with `built`'s weights."""
+    if config.path is not None:
+        return built.model
+    if not mixed_precision:
+        trainable = build_model(config, None)
+    else:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            trainable = build_model(config, None, float32_heads=True)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+    trainable.set_weights(built.model.get_weights())
+    return trainable
 
 
 def model_copies(config: ModelConfig, built: BuiltModel) -> tuple[keras.Model, keras.Model]:

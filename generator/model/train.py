@@ -3,6 +3,8 @@
 - Each head's loss is cross-entropy on its logits, masked where the image has no label for
   it, and averaged over the labelled images of the batch only: a head with no labels in a
   batch gets zero loss and no gradient. The total is the sum weighted by `loss_weights`.
+- Fine-tuning a pretrained backbone: the heads alone first (`freeze_backbone_epochs`), then
+  the whole network with the backbone at a multiple of the heads' rate (`train_model`).
 - Adam with a cosine-decayed (or constant) learning rate after an optional linear warm-up from
   0 (`warmup_epochs`); light augmentation (horizontal flip, shift, brightness) on the training
   images only. The warm-up lets a higher peak rate train stably: on the digits demo, 0.01 with 2
@@ -34,6 +36,7 @@ from keras import ops
 from generator.config.schema import Head, TrainConfig
 from generator.data.labelled import LabelledImages
 from generator.model.layers import all_layers
+from generator.model.pretrained import backbone_layers
 
 BATCHNORM_MOMENTUM = 0.9
 
@@ -55,6 +58,7 @@ class TrainingResult:
     validation_images: int
     seconds: float  # wall time of the training loop (every epoch and its validation)
     images_per_second: float  # training images seen (augmented) per second of that time
+    frozen_epochs: int = 0  # the first epochs, trained with the backbone frozen
 
 
 def split_validation(data: LabelledImages, fraction: float, seed: int):
@@ -120,45 +124,70 @@ def train_model(
     input_range: tuple[float, float],
     on_epoch: Callable[[EpochRecord], None],
 ) -> TrainingResult:
-    """Train `model` (dict outputs keyed by head name) in place; return the epoch history."""
+    """Train `model` (dict outputs keyed by head name) in place; return the epoch history.
+
+    With `freeze_backbone_epochs`, training runs in two phases, each with its own optimizer
+    and learning-rate schedule (warm-up, then cosine or constant, over the phase's epochs):
+    first the heads alone, every other layer frozen (batch normalization then runs in
+    inference mode, so its statistics stay as loaded too); then the whole network, the
+    backbone at `backbone_learning_rate` times the heads' rate. Early stopping ends the frozen
+    phase, not the training: the backbone is still unfrozen. The kept weights are those of the
+    epoch with the lowest validation loss over both phases.
+    """
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = min(layer.momentum, BATCHNORM_MOMENTUM)
     steps = int(np.ceil(len(training.pixels) / config.batch_size))
-    warmup = steps * config.warmup_epochs
-    rate = config.learning_rate
-    if config.schedule == "cosine" or warmup:
-        rate = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else rate,
-            decay_steps=max(1, steps * config.epochs - warmup),
-            alpha=0.0 if config.schedule == "cosine" else 1.0,  # 1.0: constant after warm-up
-            warmup_target=rate if warmup else None,
-            warmup_steps=warmup,
-        )
-    model.compile(
-        optimizer=keras.optimizers.Adam(rate),
-        loss={h.name: masked_sparse_crossentropy for h in heads},
-        loss_weights={h.name: config.loss_weights.get(h.name, 1.0) for h in heads},
-        metrics={h.name: [MaskedAccuracy()] for h in heads},
-    )
-    history = _History(heads, on_epoch)
-    callbacks: list[keras.callbacks.Callback] = [history, _KeepBest()]
-    if config.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping)
-        )
+    train_set = _dataset(training, heads, config, input_range, shuffle=True)
+    validation_set = _dataset(validation, heads, config, input_range, shuffle=False)
+    history, keep_best = _History(heads, on_epoch), _KeepBest()
+    backbone = backbone_layers(model)
+    frozen = config.freeze_backbone_epochs
+    phases = [
+        (epochs, freeze)
+        for epochs, freeze in ((frozen, True), (config.epochs - frozen, False))
+        if epochs
+    ]
+    frozen_run = 0
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Keras notes that a tf.data set is already shuffled
-        model.fit(
-            _dataset(training, heads, config, input_range, shuffle=True),
-            validation_data=_dataset(validation, heads, config, input_range, shuffle=False),
-            epochs=config.epochs,
-            callbacks=callbacks,
-            verbose=0,
-        )
+    try:
+        for epochs, freeze in phases:
+            for layer in backbone:
+                layer.trainable = not freeze
+            scaled = [] if freeze else [w for layer in backbone for w in layer.trainable_weights]
+            model.compile(
+                optimizer=_optimizer(config, steps, epochs, scaled),
+                loss={h.name: masked_sparse_crossentropy for h in heads},
+                loss_weights={h.name: config.loss_weights.get(h.name, 1.0) for h in heads},
+                metrics={h.name: [MaskedAccuracy()] for h in heads},
+            )
+            callbacks: list[keras.callbacks.Callback] = [history, keep_best]
+            if config.early_stopping:
+                callbacks.append(
+                    keras.callbacks.EarlyStopping(
+                        monitor="val_loss", patience=config.early_stopping
+                    )
+                )
+            done = len(history.records)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Keras notes that a tf.data set is shuffled
+                model.fit(
+                    train_set,
+                    validation_data=validation_set,
+                    initial_epoch=done,
+                    epochs=done + epochs,
+                    callbacks=callbacks,
+                    verbose=0,
+                )
+            if freeze:
+                frozen_run = len(history.records)
+            elif len(history.records) < done + epochs:
+                break  # stopped early
+    finally:
+        for layer in backbone:
+            layer.trainable = True
     seconds = time.perf_counter() - start
     records = tuple(history.records)
     best = min(records, key=lambda r: r.val_loss)
@@ -170,7 +199,50 @@ def train_model(
         len(validation.pixels),
         seconds,
         images * len(records) / seconds,
+        frozen_epochs=frozen_run,
     )
+
+
+def _optimizer(config: TrainConfig, steps: int, epochs: int, scaled: list) -> keras.Optimizer:
+    """Adam with the config's schedule over `epochs` epochs of `steps` steps; the `scaled`
+    variables (the backbone's) step at `backbone_learning_rate` times the rate."""
+    warmup = steps * min(config.warmup_epochs, epochs - 1)
+    rate = config.learning_rate
+    if config.schedule == "cosine" or warmup:
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else rate,
+            decay_steps=max(1, steps * epochs - warmup),
+            alpha=0.0 if config.schedule == "cosine" else 1.0,  # 1.0: constant after warm-up
+            warmup_target=rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    if config.backbone_learning_rate == 1.0 or not scaled:
+        return keras.optimizers.Adam(rate)
+    return _ScaledAdam(rate, scaled=scaled, scale=config.backbone_learning_rate)
+
+
+class _ScaledAdam(keras.optimizers.Adam):
+    """Adam whose steps for some variables (the backbone's) use a multiple of the rate.
+
+    Keras 3 has no per-variable learning rate, and scaling the gradients would not do it: Adam
+    divides the gradient by its own running magnitude. The rate passed to `update_step` is
+    scaled instead; `_var_key` is Keras's own key for a variable across backends.
+    """
+
+    def __init__(self, learning_rate, *, scaled: list, scale: float):
+        super().__init__(learning_rate, name="scaled_adam")
+        self._scaled_variables = scaled
+        self._scale = scale
+        self._scaled_keys: set = set()
+
+    def build(self, variables):
+        super().build(variables)
+        self._scaled_keys = {self._var_key(v) for v in self._scaled_variables}
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._var_key(variable) in self._scaled_keys:
+            learning_rate = ops.multiply(learning_rate, self._scale)
+        super().update_step(gradient, variable, learning_rate)
 
 
 # Validation batches: larger than training's, since no gradients are kept.
@@ -239,12 +311,16 @@ class _History(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        # Keras names a metric after its output only when the model has more than one.
+        prefix = "{}_" if len(self.heads) > 1 else ""
         record = EpochRecord(
             epoch=epoch + 1,
             loss=float(logs["loss"]),
             val_loss=float(logs["val_loss"]),
-            accuracy={h.name: float(logs[f"{h.name}_accuracy"]) for h in self.heads},
-            val_accuracy={h.name: float(logs[f"val_{h.name}_accuracy"]) for h in self.heads},
+            accuracy={h.name: float(logs[prefix.format(h.name) + "accuracy"]) for h in self.heads},
+            val_accuracy={
+                h.name: float(logs["val_" + prefix.format(h.name) + "accuracy"]) for h in self.heads
+            },
         )
         self.records.append(record)
         self.on_epoch(record)

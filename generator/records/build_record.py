@@ -34,7 +34,7 @@ from generator.analysis.verify import (
     RuntimeDifference,
     Verification,
 )
-from generator.config.schema import Config, output_stride
+from generator.config.schema import CalibrationConfig, Config, TrainConfig, output_stride
 from generator.data.calibration import CalibrationSet
 from generator.engines.micro import (
     ARENA_NOT_MEASURED,
@@ -52,6 +52,7 @@ from generator.support.text import display_path, format_bytes
 if TYPE_CHECKING:  # annotations only: importing these would import TensorFlow, which a
     # sweep's driver (which assembles no record but imports this package) does not need
     from generator.model.build import BuiltModel
+    from generator.model.pretrained import PretrainedWeights
     from generator.model.qat import QatResult
     from generator.model.train import TrainingResult
     from generator.quantization.layer_error import LayerError
@@ -138,6 +139,7 @@ def quantization_info(
             "parameters": built.model.count_params(),
             "tflite_bytes": len(content),
             "sha256": hashlib.sha256(content).hexdigest(),
+            "pretrained": _pretrained_info(built.pretrained, config.calibration),
         },
         "input": {
             "name": model_input.name,
@@ -226,7 +228,7 @@ def quantization_info(
                 for result in vela
             },
         },
-        "training": None if training is None else _training_info(training, qat),
+        "training": None if training is None else _training_info(training, config.train, qat),
         "accuracy": None if accuracy is None else accuracy_info(accuracy),
         "warnings": _warnings(
             config,
@@ -249,11 +251,31 @@ def quantization_info(
     return info
 
 
-def _training_info(training: TrainingOutcome, qat: QatResult | None) -> dict:
+def _pretrained_info(
+    pretrained: PretrainedWeights | None, calibration: CalibrationConfig
+) -> dict | None:
+    """Where the backbone's starting weights came from, as the build read them."""
+    if pretrained is None:
+        return None
+    return {
+        "source": pretrained.source if pretrained.url else display_path(Path(pretrained.source)),
+        "file": pretrained.file if pretrained.url else display_path(Path(pretrained.file)),
+        "url": pretrained.url,
+        "trained_side": pretrained.trained_side,
+        "layers_loaded": pretrained.layers,
+        "derived": list(pretrained.derived),
+        "input_range_from_pretrained": calibration.input_range_from_pretrained,
+    }
+
+
+def _training_info(training: TrainingOutcome, train: TrainConfig, qat: QatResult | None) -> dict:
     validation = training.validation
     return {
         "data": display_path(training.data),
         "validation": display_path(validation) if isinstance(validation, Path) else validation,
+        "frozen_epochs": training.result.frozen_epochs,
+        "backbone_learning_rate": train.backbone_learning_rate,
+        "mixed_precision": train.mixed_precision,
         **_run_info(training.result),
         "qat": None
         if qat is None

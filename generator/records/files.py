@@ -22,7 +22,7 @@ from generator.support.text import display_path, first_line
 # an older generator and is refused. Build 4, compare 2 and sweep 2 name the runtime that stood
 # for a Cortex-M (TensorFlow Lite Micro, or LiteRT's reference kernels where it is not
 # installed); every older record came from TensorFlow Lite Micro.
-BUILD_SCHEMA_VERSION = 4
+BUILD_SCHEMA_VERSION = 5
 COMPARE_SCHEMA_VERSION = 2
 SWEEP_SCHEMA_VERSION = 2
 
@@ -134,6 +134,22 @@ def _upgrade_build_from_3(info: dict, path: Path, fix: str) -> dict:
     return {**info, "tflm": tflm, "schema_version": 4}
 
 
+def _upgrade_build_from_4(info: dict, path: Path, fix: str) -> dict:
+    """Builds before pretrained backbones and frozen epochs: random or `model.weights` starts,
+    every epoch training the whole network at one rate in float32."""
+    model, training = info.get("model"), info.get("training")
+    if isinstance(model, dict):
+        model = {"pretrained": None, **model}
+    if isinstance(training, dict):
+        training = {
+            "frozen_epochs": 0,
+            "backbone_learning_rate": 1.0,
+            "mixed_precision": False,
+            **training,
+        }
+    return {**info, "model": model, "training": training, "schema_version": 5}
+
+
 def _upgrade_compare_from_1(info: dict, path: Path, fix: str) -> dict:
     return {**info, "micro": dict(_FROM_TFLM), "schema_version": 2}
 
@@ -154,6 +170,7 @@ def _upgrade_sweep_from_1(info: dict, path: Path, fix: str) -> dict:
 _UPGRADES = {
     ("build", 2): _upgrade_build_from_2,
     ("build", 3): _upgrade_build_from_3,
+    ("build", 4): _upgrade_build_from_4,
     ("compare", 1): _upgrade_compare_from_1,
     ("sweep", 1): _upgrade_sweep_from_1,
 }

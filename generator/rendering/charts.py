@@ -216,7 +216,7 @@ def layer_error_chart(layers: list[dict]) -> str:
 @matplotlib.rc_context(_STYLE)
 def training_chart(training: dict) -> str:
     """Loss and per-head accuracy per epoch, training dashed and validation solid, with the
-    kept epoch marked."""
+    kept epoch marked, and the epoch where a frozen backbone started training."""
     history = training["history"]
     epochs = [record["epoch"] for record in history]
     heads = list(history[0]["accuracy"])
@@ -231,9 +231,16 @@ def training_chart(training: dict) -> str:
         accuracy.plot(epochs, [r["val_accuracy"][head] for r in history], color=colour, label=head)
     accuracy.set_title("top-1 accuracy per head (dashed: training)")
     accuracy.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    frozen = training["frozen_epochs"]
+    unfrozen = frozen and len(history) > frozen
+    label = f"epoch (dotted: epoch {training['best_epoch']}, kept"
+    if unfrozen:
+        label += f"; dashed: backbone unfrozen from epoch {frozen + 1}"
     for axes in (loss, accuracy):
         axes.axvline(training["best_epoch"], color="black", linewidth=0.8, linestyle=":")
-        axes.set_xlabel(f"epoch (dotted: epoch {training['best_epoch']}, kept)")
+        if unfrozen:
+            axes.axvline(frozen + 0.5, color=FLOAT_COLOUR, linewidth=0.8, linestyle="--")
+        axes.set_xlabel(label + ")")
         axes.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         axes.legend()
     return _svg(figure, "training")

@@ -61,8 +61,54 @@ def _environment(*, html: bool) -> jinja2.Environment:
         "saturation_warning": SATURATION_WARNING,
         "quantized_format": quantized_format,
         "folded_layers": folded_layers,
+        "pretrained_text": pretrained_text,
+        "fine_tuning_text": fine_tuning_text,
     }
     return environment
+
+
+def pretrained_text(model: dict) -> str:
+    """Where the backbone's starting weights came from, in sentences, from the record."""
+    pretrained = model.get("pretrained")
+    if pretrained is None:
+        return ""
+    if pretrained["url"]:
+        side = pretrained["trained_side"]
+        text = (
+            f"The backbone started from the ImageNet weights Keras publishes: {pretrained['file']}"
+            f" (trained at {side}×{side}, from {pretrained['url']})"
+        )
+    else:
+        text = f"The backbone started from the weights in {pretrained['file']}"
+    text += f", {pretrained['layers_loaded']} layers; the heads started random (seeded)."
+    for derived in pretrained["derived"]:
+        text += f" {derived[0].upper()}{derived[1:]}."
+    if pretrained["input_range_from_pretrained"]:
+        text += (
+            " The pixel mapping follows those weights' scaling (calibration.input_range was "
+            "not set); the .tflite still takes raw pixels."
+        )
+    return text
+
+
+def fine_tuning_text(training: dict) -> str:
+    """The frozen epochs and the backbone's rate, in sentences, from the record."""
+    text = ""
+    frozen = training["frozen_epochs"]
+    if frozen:
+        text = (
+            f"Epochs 1 to {frozen} trained the heads alone, the backbone frozen (batch "
+            "normalization in inference mode)"
+        )
+        if training["epochs_run"] > frozen:
+            text += f"; from epoch {frozen + 1} the whole network trained"
+        text += "."
+    rate = training["backbone_learning_rate"]
+    if rate != 1.0:
+        text += f" The backbone's learning rate was {rate:g} × the heads'."
+    if training["mixed_precision"]:
+        text += " Computed in mixed precision (float16, with float32 weights and logits)."
+    return text.strip()
 
 
 _MARKDOWN = _environment(html=False)

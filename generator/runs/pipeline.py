@@ -45,7 +45,7 @@ from generator.engines.tflm import NPU_ARENA_MARGIN_BYTES
 from generator.engines.vela import VelaResult, compile_for_target
 from generator.errors import UserError, VerificationError
 from generator.export.c_arrays import CompiledFor, write_c_array
-from generator.model.build import BuiltModel, build, build_model, model_copies
+from generator.model.build import BuiltModel, build, model_copies, training_copy
 from generator.model.qat import QatResult, check_ranges, fine_tune
 from generator.model.train import train_model, validation_rows
 from generator.quantization.convert import convert_to_tflite, tensor_layers
@@ -393,10 +393,14 @@ def _describe_model(config: Config) -> str:
         return f"model file {display_path(model.path)}"
     height, width, channels = model.input_shape
     heads = ", ".join(h.name for h in model.heads)
-    return (
+    described = (
         f"{model.backbone} alpha {model.alpha}, {height}x{width}x{channels}, output stride "
         f"{output_stride(model)}, heads {heads}"
     )
+    if model.pretrained is not None:
+        source = model.pretrained if isinstance(model.pretrained, str) else model.pretrained.name
+        described += f", backbone from {source}"
+    return described
 
 
 def train_stage(
@@ -429,7 +433,7 @@ def train_stage(
     )
     with stage("train", detail):
         # Our MobileNet trains with a free batch size, then its weights go to the batch-1 model.
-        trainable = built.model if config.model.path else build_model(config.model, None)
+        trainable = training_copy(config.model, built, mixed_precision=train.mixed_precision)
         result = train_model(
             model=trainable,
             heads=built.heads,

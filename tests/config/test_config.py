@@ -1,6 +1,7 @@
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import PHOTOS, REPO, small_config, write_config
@@ -107,6 +108,34 @@ def test_override_creates_a_missing_section():
             "disagrees with 2 labels",
         ),
         ({"model": {"weights": "missing.weights.h5"}}, "model.weights"),
+        (
+            {"model": {"backbone": "mobilenet_v2", "pretrained": "imagenet"}},
+            "model.pretrained: Keras publishes no ImageNet weights for mobilenet_v2 alpha 0.25: "
+            "use alpha 0.35",
+        ),
+        (
+            {"model": {"backbone": "mobilenet_v3_small", "alpha": 1.2, "pretrained": "imagenet"}},
+            "mobilenet_v3_small alpha 1.2: use alpha 1 ",
+        ),
+        ({"model": {"pretrained": "nowhere.h5"}}, "model.pretrained: .*nowhere.h5 not found"),
+        (
+            {
+                "train": {
+                    "data": str(REPO / "representative_data/digits/train.csv"),
+                    "freeze_backbone_epochs": 31,
+                }
+            },
+            "at most train.epochs",
+        ),
+        (
+            {
+                "train": {
+                    "data": str(REPO / "representative_data/digits/train.csv"),
+                    "backbone_learning_rate": 0,
+                }
+            },
+            "heads' rate in",
+        ),
         ({"calibration": {"data": "nowhere"}}, "calibration.data: folder"),
         ({"calibration": {"input_range": [-1, 1]}}, "zero point at 127.5"),
         ({"calibration": {"input_range": [0.5, 1]}}, "include 0"),
@@ -139,6 +168,47 @@ def test_bad_overrides(tmp_path, override):
     path = write_config(tmp_path, small_config(tmp_path))
     with pytest.raises(UserError, match="--set"):
         load_config(path, [override])
+
+
+def _pretrained_config(tmp_path, suffix: str, **calibration) -> Path:
+    weights = tmp_path / f"backbone{suffix}"
+    weights.write_bytes(b"")  # read only by the build; the config checks the name
+    model = {"pretrained": str(weights)}
+    return write_config(tmp_path, small_config(tmp_path, model=model, calibration=calibration))
+
+
+@pytest.mark.parametrize(("suffix", "follows"), [(".h5", True), (".keras", False)])
+def test_input_range_follows_published_weights_unless_the_config_sets_it(tmp_path, suffix, follows):
+    """A Keras .h5 (as Keras publishes ImageNet weights) expects [-1, 1]; another build's
+    .keras was trained at what its config said, which this config must say again."""
+    calibration = load_config(_pretrained_config(tmp_path, suffix)).calibration
+    assert calibration.input_range_from_pretrained is follows
+    assert calibration.input_range == ((-1.0, 0.9921875) if follows else (0.0, 1.0))
+    given = load_config(_pretrained_config(tmp_path, suffix, input_range=[0, 1])).calibration
+    assert given.input_range == (0.0, 1.0) and not given.input_range_from_pretrained
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            {"pretrained": "imagenet", "weights": "w.weights.h5"},
+            "model.pretrained: model.weights already gives every weight: remove one of them",
+        ),
+        (
+            {"pretrained": "w.weights.h5"},
+            "model.pretrained: w.weights.h5 is not a Keras .h5 or .keras file (a .weights.h5 "
+            "holds no layer names): give a .keras model, or the whole weights as model.weights",
+        ),
+    ],
+)
+def test_pretrained_refusals(tmp_path, model, message):
+    (tmp_path / "w.weights.h5").write_bytes(b"")
+    model = {key: str(tmp_path / v) if v.endswith(".h5") else v for key, v in model.items()}
+    path = write_config(tmp_path, small_config(tmp_path, model=model))
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+    assert str(caught.value) == message
 
 
 def test_input_range_for_pixel_over_128_minus_1_is_accepted(tmp_path):

@@ -5,7 +5,9 @@ from conftest import digit_images
 
 from generator.config.schema import AugmentConfig, Head, ModelConfig, TrainConfig
 from generator.data.labelled import MISSING, LabelledImages
-from generator.model.build import build_model
+from generator.model.build import BuiltModel, build_model, training_copy
+from generator.model.layers import all_layers
+from generator.model.pretrained import backbone_layers
 from generator.model.train import masked_sparse_crossentropy, split_validation, train_model
 
 HEADS = (Head("digit", 10, None), Head("parity", 2, None), Head("high", 2, None))
@@ -134,3 +136,105 @@ def test_warm_up_rises_from_zero_to_the_peak_then_decays():
     rates = [float(schedule(step)) for step in (0, 3, 9)]
     assert rates[0] == 0.0 and np.isclose(rates[1], 0.01) and rates[2] < 1e-6
     assert int(model.optimizer.iterations.numpy()) == 9
+
+
+def _train(model, config: TrainConfig, count: int = 96):
+    training, validation = split_validation(_digits(count), 0.25, seed=0)
+    return train_model(
+        model=model,
+        heads=HEADS,
+        training=training,
+        validation=validation,
+        config=config,
+        input_range=(0.0, 1.0),
+        on_epoch=lambda record: None,
+    )
+
+
+def _arrays(model) -> dict[str, list[np.ndarray]]:
+    return {layer.name: [np.array(w) for w in layer.weights] for layer in all_layers(model)}
+
+
+def test_frozen_epochs_leave_the_backbone_and_its_statistics_as_they_were():
+    model = build_model(MODEL, batch_size=None)
+    before = _arrays(model)
+    result = _train(model, _config(2, freeze_backbone_epochs=2, early_stopping=1))
+    after = _arrays(model)
+    backbone = {layer.name for layer in backbone_layers(model)}
+    assert len(backbone) == 54 and result.frozen_epochs == len(result.epochs) == 2
+    for name in backbone:  # kernels, and batch normalization's moving statistics
+        for old, new in zip(before[name], after[name], strict=True):
+            assert np.array_equal(old, new), name
+    for head in HEADS:  # (a random backbone in inference mode: the biases move most)
+        old, new = before[f"{head.name}_logits"], after[f"{head.name}_logits"]
+        assert not all(np.array_equal(a, b) for a, b in zip(old, new, strict=True))
+    assert all(layer.trainable for layer in all_layers(model))  # unfrozen when done
+
+
+def test_after_the_frozen_epochs_the_backbone_trains_at_its_multiple_of_the_rate():
+    """Adam's step is about the rate whatever the gradient's size, so the backbone's kernels
+    move about as many times less as its rate is smaller."""
+    moved = {}
+    for multiple in (1.0, 0.01):
+        model = build_model(MODEL, batch_size=None)
+        before = _arrays(model)
+        config = _config(
+            2,
+            freeze_backbone_epochs=1,
+            backbone_learning_rate=multiple,
+            schedule="constant",
+            augment=None,
+        )
+        result = _train(model, config)
+        assert result.frozen_epochs == 1 and len(result.epochs) == 2
+        after = _arrays(model)
+        kernels = [
+            layer.name
+            for layer in backbone_layers(model)
+            if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
+        ]
+        moved[multiple] = np.mean(
+            [np.abs(after[name][0] - before[name][0]).mean() for name in kernels]
+        )
+    assert moved[0.01] > 0
+    assert moved[0.01] < 0.05 * moved[1.0]
+
+
+def test_mixed_precision_computes_in_float16_with_float32_weights_and_logits():
+    """The GPU option, exercised on the CPU: a float16 network, float32 variables, heads and
+    logits; the policy is float32 again afterwards, and the weights copy back."""
+    built = BuiltModel(build_model(MODEL), HEADS, MODEL.input_shape)
+    model = training_copy(MODEL, built, mixed_precision=True)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert model.get_layer("conv_pw_1").compute_dtype == "float16"
+    assert model.get_layer("conv_pw_1").kernel.dtype == "float32"
+    assert model.get_layer("digit_logits").compute_dtype == "float32"
+    result = _train(model, _config(1))
+    assert np.isfinite(result.epochs[0].loss)
+    outputs = model(np.zeros((2, 32, 32, 1), "float32"))
+    assert all(output.dtype == "float32" for output in outputs.values())
+    built.model.set_weights(model.get_weights())
+
+
+def test_a_model_with_one_head_records_its_accuracy():
+    """Keras names a lone output's metrics without the output's name."""
+    from dataclasses import replace
+
+    single = replace(MODEL, heads=HEADS[:1])
+    training, validation = split_validation(_digits(64), 0.25, seed=0)
+    data = [
+        type(part)(part.pixels, part.labels[:, :1], {"digit": part.classes["digit"]})
+        for part in (training, validation)
+    ]
+    result = train_model(
+        model=build_model(single, batch_size=None),
+        heads=HEADS[:1],
+        training=data[0],
+        validation=data[1],
+        config=_config(1),
+        input_range=(0.0, 1.0),
+        on_epoch=lambda record: None,
+    )
+    (record,) = result.epochs
+    assert set(record.accuracy) == set(record.val_accuracy) == {"digit"}
+    assert 0 <= record.val_accuracy["digit"] <= 1

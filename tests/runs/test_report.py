@@ -72,20 +72,35 @@ def _before_output_stride(info: dict) -> dict:
     return {**info, "schema_version": 2, "model": model}
 
 
+def _as_version_4(info: dict) -> dict:
+    """The record as builds before schema_version 5 wrote it: no pretrained start, no frozen
+    epochs."""
+    model = {k: v for k, v in info["model"].items() if k != "pretrained"}
+    training = info["training"] and {
+        k: v
+        for k, v in info["training"].items()
+        if k not in ("frozen_epochs", "backbone_learning_rate", "mixed_precision")
+    }
+    return {**info, "schema_version": 4, "model": model, "training": training}
+
+
 def _as_version_3(info: dict) -> dict:
     """The record as builds before schema_version 4 wrote it: TFLite Micro was not named."""
+    info = _as_version_4(info)
     tflm = {k: v for k, v in info["tflm"].items() if k not in ("installed", "runtime", "note")}
     versions = {k: v for k, v in info["versions"].items() if k != "tflite_micro"}
     return {**info, "schema_version": 3, "tflm": tflm, "versions": versions}
 
 
 @needs_tflm  # older records all came from TFLite Micro: the pages match only a build that did
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_a_complete_older_record_is_upgraded(demo_sized_build, tmp_path, version):
-    """Records of versions 2 (with every field of version 3) and 3 render as version 4."""
+    """Records of versions 2 (with every field of version 3), 3 and 4 render as version 5."""
     folder = _copy(demo_sized_build, tmp_path / "copy")
     record = folder / FILES[0]
-    older = {**_as_version_3(json.loads(record.read_text())), "schema_version": version}
+    current = json.loads(record.read_text())
+    older = _as_version_4(current) if version == 4 else _as_version_3(current)
+    older = {**older, "schema_version": version}
     record.write_text(json.dumps(older))
     for page in FILES[1:]:
         (folder / page).unlink()
@@ -98,10 +113,10 @@ def test_a_complete_older_record_is_upgraded(demo_sized_build, tmp_path, version
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (_older, "has schema_version 1, this generator renders schema_version 4"),
+        (_older, "has schema_version 1, this generator renders schema_version 5"),
         (lambda info: [info], "has schema_version None"),
-        (_cut, "does not follow schema_version 4 (UndefinedError: 'dict object' has no attribute"),
-        (_retyped, "does not follow schema_version 4 (UndefinedError"),
+        (_cut, "does not follow schema_version 5 (UndefinedError: 'dict object' has no attribute"),
+        (_retyped, "does not follow schema_version 5 (UndefinedError"),
         (_before_output_stride, "schema_version 2 record from before model.output_stride was"),
     ],
 )
