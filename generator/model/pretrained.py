@@ -28,6 +28,7 @@ import os
 import socket
 import threading
 import urllib.parse
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,11 +105,11 @@ def load_pretrained(model: keras.Model, config: ModelConfig) -> PretrainedWeight
     if config.pretrained == IMAGENET:
         published = published_file(config)
         path = fetch_published(published)
-        stored = _h5_layers(path, "model.pretrained: imagenet")
+        stored = _h5_layers(path)
         source, file, url, side = IMAGENET, published.name, published.url, published.side
     else:
         path = Path(config.pretrained)
-        stored = _keras_layers(path) if path.suffix == ".keras" else _h5_layers(path, str(path))
+        stored = _keras_layers(path) if path.suffix == ".keras" else _h5_layers(path)
         source, file, url, side = str(path), str(path), None, None
     loaded, derived = _assign(model, stored, file, config)
     return PretrainedWeights(source, file, url, side, loaded, tuple(derived))
@@ -167,7 +168,7 @@ def _check_reachable(published: PublishedFile, cached: Path) -> None:
         )
 
 
-def _h5_layers(path: Path, what: str) -> dict[str, list[np.ndarray]]:
+def _h5_layers(path: Path) -> dict[str, list[np.ndarray]]:
     """Layer name -> arrays of a Keras .h5 in the layer-named format (what keras.applications
     publishes, and what Keras 2's save_weights('x.h5') and model.save('x.h5') write)."""
     try:
@@ -185,8 +186,8 @@ def _h5_layers(path: Path, what: str) -> dict[str, list[np.ndarray]]:
             return stored
     except OSError as error:
         raise UserError(
-            f"{what}: cannot read {path.name} as HDF5 ({str(error).splitlines()[0]}): give "
-            "Keras's published .h5 file or a .keras model"
+            f"model.pretrained: cannot read {path.name} as HDF5 ({str(error).splitlines()[0]}): "
+            "give Keras's published .h5 file or a .keras model"
         ) from None
 
 
@@ -196,6 +197,11 @@ def _texts(values) -> list[str]:
 
 def _keras_layers(path: Path) -> dict[str, list[np.ndarray]]:
     """Layer name -> arrays of a .keras model (e.g. another build's `<name>.keras`)."""
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise UserError(
+            f"model.pretrained: {path.name} is not a Keras archive (not a zip file: corrupt, "
+            "or saved in another format): give a model saved with model.save('name.keras')"
+        )
     try:
         with muted():
             model = keras.saving.load_model(path, compile=False)

@@ -136,8 +136,23 @@ def test_a_file_without_layer_names_is_refused(tmp_path):
     path = tmp_path / "plain.h5"
     with h5py.File(path, "w") as handle:
         handle["kernel"] = np.zeros(3)
-    with pytest.raises(UserError, match=r"plain.h5 holds no layer names"):
+    with pytest.raises(UserError, match=r"^model.pretrained: plain.h5 holds no layer names"):
         build(_model_config(path))
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("cut.h5", "model.pretrained: cannot read cut.h5 as HDF5 ("),
+        ("cut.keras", "model.pretrained: cut.keras is not a Keras archive (not a zip file"),
+    ],
+)
+def test_a_corrupt_file_is_named(tmp_path, name, message):
+    path = tmp_path / name
+    path.write_bytes(b"not a weights file")
+    with pytest.raises(UserError) as caught:
+        build(_model_config(path))
+    assert str(caught.value).startswith(message)
 
 
 @pytest.mark.parametrize(
