@@ -56,6 +56,7 @@ from generator.config.schema import (
     TrainConfig,
     VelaConfig,
     VelaTarget,
+    imagenet_scaled,
 )
 from generator.config.vela_ini import vela_ini_sections
 from generator.errors import UserError
@@ -85,7 +86,7 @@ def parse_config(raw: dict, base: Path, source: Path) -> Config:
         name=name,
         model=model,
         calibration=_parse_calibration(
-            document.calibration, base, imagenet_scaled=_imagenet_scaled(model)
+            document.calibration, base, scaled_to_imagenet=imagenet_scaled(model)
         ),
         quantization=quantization,
         vela=_parse_vela(document.vela, document.boards),
@@ -199,13 +200,6 @@ def _parse_pretrained(value: str, backbone: str, alpha: float, base: Path) -> st
             "holds no layer names): give a .keras model, or the whole weights as model.weights"
         )
     return path
-
-
-def _imagenet_scaled(model: ModelConfig) -> bool:
-    """Whether the pretrained weights are Keras's published ones (imagenet, or a Keras .h5 file
-    such as a downloaded copy), which expect pixels scaled to [-1, 1]."""
-    pretrained = model.pretrained
-    return pretrained == IMAGENET or (isinstance(pretrained, Path) and pretrained.suffix == ".h5")
 
 
 def _seed(seed: int, where: str) -> int:
@@ -412,7 +406,7 @@ def _labelled_path(value: str, base: Path, field: str) -> Path:
 
 
 def _parse_calibration(
-    section: CalibrationDocument | None, base: Path, *, imagenet_scaled: bool
+    section: CalibrationDocument | None, base: Path, *, scaled_to_imagenet: bool
 ) -> CalibrationConfig:
     """`input_range`, when the config does not give it, follows ImageNet weights' scaling."""
     if section is None:
@@ -427,7 +421,7 @@ def _parse_calibration(
     samples, holdout = section.samples, section.holdout
     if samples < 1 or holdout < 1:
         raise UserError("calibration.samples and calibration.holdout must be at least 1")
-    follows = imagenet_scaled and "input_range" not in section.model_fields_set
+    follows = scaled_to_imagenet and "input_range" not in section.model_fields_set
     input_range = list(IMAGENET_INPUT_RANGE) if follows else section.input_range
     return CalibrationConfig(
         data=data_path,

@@ -243,6 +243,13 @@ class Config:
     evaluation: EvaluationConfig | None = None
 
 
+def imagenet_scaled(model: ModelConfig) -> bool:
+    """Whether the pretrained weights are Keras's published ones (imagenet, or a Keras .h5 file
+    such as a downloaded copy), which expect pixels scaled to [-1, 1]."""
+    pretrained = model.pretrained
+    return pretrained == IMAGENET or (isinstance(pretrained, Path) and pretrained.suffix == ".h5")
+
+
 def output_stride(config: ModelConfig) -> int:
     """The backbone's total downsampling: `model.output_stride`, or for `auto` the largest of
     32, 16, 8, ... that leaves the last feature map at least 3 pixels on its shorter side.

@@ -34,7 +34,14 @@ from generator.analysis.verify import (
     RuntimeDifference,
     Verification,
 )
-from generator.config.schema import CalibrationConfig, Config, TrainConfig, output_stride
+from generator.config.schema import (
+    IMAGENET_INPUT_RANGE,
+    CalibrationConfig,
+    Config,
+    TrainConfig,
+    imagenet_scaled,
+    output_stride,
+)
 from generator.data.calibration import CalibrationSet
 from generator.engines.micro import (
     ARENA_NOT_MEASURED,
@@ -528,8 +535,18 @@ def _warnings(
         )
     if config.model.path is None and config.model.weights is None and not trained:
         warnings.append(
-            "The weights are random (model.weights is not set): use this build for sizing "
+            "The heads are random (the backbone is pretrained, but train: is not set): use this "
+            "build for sizing and latency only."
+            if config.model.pretrained is not None
+            else "The weights are random (model.weights is not set): use this build for sizing "
             "and latency only."
+        )
+    scaling = config.calibration.input_range
+    if imagenet_scaled(config.model) and scaling != IMAGENET_INPUT_RANGE:
+        warnings.append(
+            f"The pretrained weights were trained on pixels scaled to [-1, 1], and "
+            f"calibration.input_range maps them to [{scaling[0]:g}, {scaling[1]:g}]: remove "
+            "calibration.input_range to follow the weights' scaling."
         )
     wanted = config.calibration.samples + config.calibration.holdout
     used = len(calibration.calibration) + len(calibration.held_out)

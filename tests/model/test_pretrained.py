@@ -247,6 +247,7 @@ def test_imagenet_from_keras_cache_fine_tunes_frozen_then_unfrozen(tmp_path):
     assert pretrained["layers_loaded"] == 54
     assert pretrained["derived"][0].startswith("conv1: kernel summed over its 3 RGB input")
     assert pretrained["input_range_from_pretrained"] is True
+    assert not any("pretrained" in warning for warning in info["warnings"])
     low, high = info["input"]["float_range"]
     assert (low, high) == pytest.approx(IMAGENET_INPUT_RANGE, abs=1e-6)
     training = info["training"]
@@ -261,6 +262,32 @@ def test_imagenet_from_keras_cache_fine_tunes_frozen_then_unfrozen(tmp_path):
     stored = _file_arrays(tmp_path / "v1.h5")["conv_pw_13"][0]
     unchanged = np.array_equal(np.asarray(saved.get_layer("conv_pw_13").kernel), stored)
     assert unchanged == (training["best_epoch"] <= 2)
+
+
+def test_an_untrained_imagenet_build_with_another_pixel_range_warns(tmp_path):
+    cache = tmp_path / "keras_home" / "models"
+    cache.mkdir(parents=True)
+    _published_like(cache / "mobilenet_2_5_128_tf_no_top.h5", alpha=0.25)
+    heads = [{"name": "digit", "num_classes": 10}]
+    config = small_config(
+        tmp_path,
+        model={"input_shape": [32, 32, 3], "heads": heads, "pretrained": "imagenet"},
+        calibration={"input_range": [0.0, 1.0]},
+    )
+    run = _run_build(write_config(tmp_path, config), tmp_path / "keras_home")
+    assert run.returncode == 0, run.stderr
+    info = json.loads((tmp_path / "out" / "small" / "small_quantization_info.json").read_text())
+    assert info["model"]["pretrained"]["input_range_from_pretrained"] is False
+    assert info["model"]["pretrained"]["derived"] == []
+    assert (
+        "The heads are random (the backbone is pretrained, but train: is not set): use this "
+        "build for sizing and latency only." in info["warnings"]
+    )
+    assert (
+        "The pretrained weights were trained on pixels scaled to [-1, 1], and "
+        "calibration.input_range maps them to [0, 1]: remove calibration.input_range to follow "
+        "the weights' scaling." in info["warnings"]
+    )
 
 
 def test_imagenet_without_network_fails_in_one_line_within_seconds(tmp_path):
