@@ -43,7 +43,7 @@ DEFAULT_SYSTEM = {
 
 
 # The ImageNet weights Keras publishes for keras.applications (keras/src/applications/
-# mobilenet.py, mobilenet_v2.py, mobilenet_v3.py in Keras 3.13): the width multipliers that have
+# mobilenet.py, mobilenet_v2.py, mobilenet_v3.py in Keras 3.15): the width multipliers that have
 # them, and the square input sides they were trained at (one file each).
 IMAGENET = "imagenet"  # model.pretrained's name for them
 IMAGENET_WEIGHTS = {

@@ -146,11 +146,12 @@ def training_copy(config: ModelConfig, built: BuiltModel, *, mixed_precision: bo
     if not mixed_precision:
         trainable = build_model(config, None)
     else:
+        policy = keras.mixed_precision.global_policy()
         keras.mixed_precision.set_global_policy("mixed_float16")
         try:
             trainable = build_model(config, None, float32_heads=True)
         finally:
-            keras.mixed_precision.set_global_policy("float32")
+            keras.mixed_precision.set_global_policy(policy)
     trainable.set_weights(built.model.get_weights())
     return trainable
 

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import urllib.parse
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,10 @@ _V3_NO_TOP_MD5 = {
     "small_224_0.75_float": "ebdb5cc8e0b497cd13a7c275d475c819",
     "small_224_1.0_float": "d3e8ec802a04aa4fc771ee12a9a9b836",
 }
+
+
+# A .h5's layers with weights in order, or a .keras model's by layer name.
+Stored = list[tuple[str, list[np.ndarray]]] | dict[str, list[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,10 @@ def load_pretrained(model: keras.Model, config: ModelConfig) -> PretrainedWeight
     if config.pretrained == IMAGENET:
         published = published_file(config)
         path = fetch_published(published)
-        stored = _h5_layers(path)
+        try:
+            stored = _h5_layers(path)
+        except UserError as error:  # a cut-short copy: V1 and V2 files have no hash to check
+            raise UserError(f"{error}; or delete {path} to download it again") from None
         source, file, url, side = IMAGENET, published.name, published.url, published.side
     else:
         path = Path(config.pretrained)
@@ -117,10 +126,12 @@ def load_pretrained(model: keras.Model, config: ModelConfig) -> PretrainedWeight
 
 def fetch_published(published: PublishedFile) -> Path:
     """The published file from Keras's cache, downloaded into it first when missing."""
-    cache = Path(keras_home()).expanduser() / "models"
-    cached = cache / published.name
-    if not cached.is_file():
-        _check_reachable(published, cached)
+    home = Path(keras_home()).expanduser()
+    if not os.access(home, os.W_OK):  # where keras.utils.get_file then keeps its downloads
+        home = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()) / ".keras"
+    cached = home / "models" / published.name
+    if not cached.is_file() and not urllib.request.getproxies():
+        _check_reachable(published, cached)  # (through a proxy, the download tries itself)
     saved = socket.getdefaulttimeout()
     socket.setdefaulttimeout(STALL_SECONDS)
     try:
@@ -129,6 +140,7 @@ def fetch_published(published: PublishedFile) -> Path:
                 keras.utils.get_file(
                     published.name,
                     published.url,
+                    cache_dir=str(home),
                     cache_subdir="models",
                     file_hash=published.md5,
                 )
@@ -168,9 +180,9 @@ def _check_reachable(published: PublishedFile, cached: Path) -> None:
         )
 
 
-def _h5_layers(path: Path) -> dict[str, list[np.ndarray]]:
-    """Layer name -> arrays of a Keras .h5 in the layer-named format (what keras.applications
-    publishes, and what Keras 2's save_weights('x.h5') and model.save('x.h5') write)."""
+def _h5_layers(path: Path) -> list[tuple[str, list[np.ndarray]]]:
+    """(layer name, arrays) of each layer with weights of a Keras .h5, in order (the format
+    keras.applications publishes, and what model.save('x.h5') writes)."""
     try:
         with h5py.File(path, "r") as handle:
             root = handle.get("model_weights", handle)
@@ -179,10 +191,12 @@ def _h5_layers(path: Path) -> dict[str, list[np.ndarray]]:
                     f"model.pretrained: {path.name} holds no layer names (not Keras's .h5 "
                     "format): give Keras's published file or a .keras model"
                 )
-            stored = {}
+            stored = []
             for name in _texts(root.attrs["layer_names"]):
                 group = root[name]
-                stored[name] = [np.asarray(group[w]) for w in _texts(group.attrs["weight_names"])]
+                arrays = [np.asarray(group[w]) for w in _texts(group.attrs["weight_names"])]
+                if arrays:
+                    stored.append((name, arrays))
             return stored
     except OSError as error:
         raise UserError(
@@ -214,8 +228,14 @@ def _keras_layers(path: Path) -> dict[str, list[np.ndarray]]:
 
 
 def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The layers with weights that are not heads (a head is a layer giving a model output)."""
-    heads = {id(tensor._keras_history.operation) for tensor in keras.tree.flatten(model.output)}
+    """The layers with weights that are not heads. A head is the last layer with weights before
+    a model output (a model file may end its heads in a Reshape or an Activation)."""
+    heads = set()
+    for tensor in keras.tree.flatten(model.output):
+        layer = tensor._keras_history.operation
+        while not layer.weights and len(keras.tree.flatten(layer.input)) == 1:
+            layer = keras.tree.flatten(layer.input)[0]._keras_history.operation
+        heads.add(id(layer))
     return [
         layer
         for layer in all_layers(model)
@@ -224,20 +244,37 @@ def backbone_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def _assign(
-    model: keras.Model, stored: dict[str, list[np.ndarray]], file: str, config: ModelConfig
+    model: keras.Model, stored: Stored, file: str, config: ModelConfig
 ) -> tuple[int, list[str]]:
-    """Set every backbone layer from `stored`, checking all of them before changing any."""
+    """Set every backbone layer from `stored`, checking all of them before changing any.
+
+    A .h5 is read as Keras reads one into `keras.applications` models: its layers with weights
+    in order, one for each of the model's (Keras 2 named MobileNetV3's layers otherwise than
+    Keras 3 does: `Conv/BatchNorm` for `conv_bn`). A .keras model's layers are found by name,
+    since another build's model may hold other heads.
+    """
     layers = backbone_layers(model)
     values, derived = [], []
     for index, layer in enumerate(layers):
-        arrays = stored.get(layer.name)
-        if arrays is None:
-            _mismatch(file, config, f"its layer {layer.name!r} is not in the file")
+        if isinstance(stored, list):
+            if index == len(stored):
+                _mismatch(
+                    file,
+                    config,
+                    f"its layer {layer.name!r} has no counterpart: the file holds "
+                    f"{len(stored)} layers with weights, the backbone {len(layers)}",
+                )
+            name, arrays = stored[index]
+        else:
+            name, arrays = layer.name, stored.get(layer.name)
+            if arrays is None:
+                _mismatch(file, config, f"its layer {layer.name!r} is not in the file")
+        theirs = "the file's" if name == layer.name else f"the file's {name!r}"
         if len(arrays) != len(layer.weights):
             _mismatch(
                 file,
                 config,
-                f"layer {layer.name!r} has {len(layer.weights)} weights, the file {len(arrays)}",
+                f"layer {layer.name!r} has {len(layer.weights)} weights, {theirs} {len(arrays)}",
             )
         fitted = []
         for weight, array in zip(layer.weights, arrays, strict=True):
@@ -252,7 +289,7 @@ def _assign(
                 _mismatch(
                     file,
                     config,
-                    f"layer {layer.name!r} {weight.name} is {_shape(want)}, the file's "
+                    f"layer {layer.name!r} {weight.name} is {_shape(want)}, {theirs} "
                     f"{_shape(array.shape)}",
                 )
             fitted.append(array.astype(weight.dtype))

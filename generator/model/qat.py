@@ -402,6 +402,8 @@ def fine_tune(
         learning_rate=qat.learning_rate,
         early_stopping=0,
         warmup_epochs=0,
+        freeze_backbone_epochs=0,  # the float training's phases, not QAT's
+        backbone_learning_rate=1.0,
     )
     result = train_model(
         model=qat_training,

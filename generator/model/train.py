@@ -143,8 +143,10 @@ def train_model(
     train_set = _dataset(training, heads, config, input_range, shuffle=True)
     validation_set = _dataset(validation, heads, config, input_range, shuffle=False)
     history, keep_best = _History(heads, on_epoch), _KeepBest()
-    backbone = backbone_layers(model)
     frozen = config.freeze_backbone_epochs
+    backbone = backbone_layers(model) if frozen else []
+    # Layers frozen before (QAT's batch normalization, a model file's own) stay frozen.
+    was_trainable = [layer.trainable for layer in backbone]
     phases = [
         (epochs, freeze)
         for epochs, freeze in ((frozen, True), (config.epochs - frozen, False))
@@ -154,9 +156,9 @@ def train_model(
     start = time.perf_counter()
     try:
         for epochs, freeze in phases:
-            for layer in backbone:
-                layer.trainable = not freeze
-            scaled = [] if freeze else [w for layer in backbone for w in layer.trainable_weights]
+            for layer, trainable in zip(backbone, was_trainable, strict=True):
+                layer.trainable = trainable and not freeze
+            scaled = [w for layer in backbone_layers(model) for w in layer.trainable_weights]
             model.compile(
                 optimizer=_optimizer(config, steps, epochs, scaled),
                 loss={h.name: masked_sparse_crossentropy for h in heads},
@@ -186,8 +188,8 @@ def train_model(
             elif len(history.records) < done + epochs:
                 break  # stopped early
     finally:
-        for layer in backbone:
-            layer.trainable = True
+        for layer, trainable in zip(backbone, was_trainable, strict=True):
+            layer.trainable = trainable
     seconds = time.perf_counter() - start
     records = tuple(history.records)
     best = min(records, key=lambda r: r.val_loss)

@@ -119,8 +119,9 @@ def test_a_keras_model_of_another_build_gives_its_backbone(tmp_path):
         ),
         (
             {"backbone": "mobilenet_v2", "alpha": 0.35},
-            "model.pretrained: v1.h5 does not fit mobilenet_v2 alpha 0.35 (its layer 'Conv1' is "
-            "not in the file): give weights saved from the same backbone and alpha",
+            "model.pretrained: v1.h5 does not fit mobilenet_v2 alpha 0.35 (layer 'Conv1' kernel "
+            "is 3×3×3×16, the file's 'conv1' 3×3×3×8): give weights saved from the same "
+            "backbone and alpha",
         ),
     ],
 )
@@ -130,6 +131,38 @@ def test_a_file_of_another_architecture_names_the_first_layer_that_differs(
     with pytest.raises(UserError) as caught:
         build(_model_config(v1_file, **changes))
     assert str(caught.value) == message
+
+
+def test_a_h5_is_read_in_layer_order_as_keras_reads_published_files(tmp_path):
+    """Keras 2 saved MobileNetV3's ImageNet weights under other layer names (`Conv/BatchNorm`
+    where Keras 3 builds `conv_bn`): a .h5's layers pair with the backbone's in order."""
+    path = _published_like(tmp_path / "v3.h5", keras.applications.MobileNetV3Small, alpha=0.75)
+    with h5py.File(path, "r+") as handle:
+        root = handle["model_weights"]
+        names = [
+            str(name, "utf8") if isinstance(name, bytes) else name
+            for name in root.attrs["layer_names"]
+        ]
+        for index, name in enumerate(names):
+            root.move(name, f"keras2_{index}")
+        root.attrs["layer_names"] = [f"keras2_{i}".encode() for i in range(len(names))]
+    config = _model_config(path, backbone="mobilenet_v3_small", alpha=0.75, input_shape=(64, 64, 1))
+    built = build(config)
+    stored = [arrays for arrays in _file_arrays(path).values() if arrays]
+    layers = backbone_layers(built.model)
+    assert len(layers) == len(stored) == built.pretrained.layers
+    assert built.pretrained.derived[0].startswith("conv: kernel summed over its 3 RGB")
+    for layer, arrays in list(zip(layers, stored, strict=True))[1:]:
+        for weight, array in zip(layer.weights, arrays, strict=True):
+            assert np.array_equal(np.asarray(weight), array), layer.name
+
+
+def test_a_model_file_ending_in_a_layer_without_weights_keeps_its_heads():
+    image = keras.Input((32, 32, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="body")(image))
+    logits = keras.layers.Dense(3, name="head")(features)
+    model = keras.Model(image, keras.layers.Activation("linear", name="out")(logits))
+    assert [layer.name for layer in backbone_layers(model)] == ["body"]
 
 
 def test_a_file_without_layer_names_is_refused(tmp_path):

@@ -238,3 +238,22 @@ def test_a_model_with_one_head_records_its_accuracy():
     (record,) = result.epochs
     assert set(record.accuracy) == set(record.val_accuracy) == {"digit"}
     assert 0 <= record.val_accuracy["digit"] <= 1
+
+
+def test_layers_frozen_before_training_stay_frozen_through_both_phases():
+    """QAT freezes batch normalization, a model file may freeze its own layers: the phases
+    unfreeze only what they froze."""
+    model = build_model(MODEL, batch_size=None)
+    norms = [
+        layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    for layer in norms:
+        layer.trainable = False
+    before = _arrays(model)
+    result = _train(model, _config(2, freeze_backbone_epochs=1))
+    after = _arrays(model)
+    assert result.frozen_epochs == 1 and len(result.epochs) == 2
+    assert not any(layer.trainable for layer in norms)
+    for layer in norms:
+        for old, new in zip(before[layer.name], after[layer.name], strict=True):
+            assert np.array_equal(old, new), layer.name
