@@ -131,8 +131,9 @@ def train_model(
     first the heads alone, every other layer frozen (batch normalization then runs in
     inference mode, so its statistics stay as loaded too); then the whole network, the
     backbone at `backbone_learning_rate` times the heads' rate. Early stopping ends the frozen
-    phase, not the training: the backbone is still unfrozen. The kept weights are those of the
-    epoch with the lowest validation loss over both phases.
+    phase, not the training: the backbone is still unfrozen. The second phase starts from the
+    frozen phase's best epoch; the kept weights are those of the epoch with the lowest
+    validation loss over both phases.
     """
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
