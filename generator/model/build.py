@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import h5py
 import keras
@@ -36,9 +34,9 @@ import keras
 from generator.config.resources import Network, check_memory
 from generator.config.schema import FULL_STRIDE, HEAD_NAME_PATTERN, Head, ModelConfig, output_stride
 from generator.errors import UserError
+from generator.model.keras_file import first_sentence, load_keras_file
 from generator.model.layers import all_layers
 from generator.model.pretrained import PretrainedWeights, load_pretrained
-from generator.support.text import first_line
 
 _BACKBONES = {
     "mobilenet_v1": (keras.applications.MobileNet, {}),
@@ -176,17 +174,7 @@ def load_model_file(config: ModelConfig) -> BuiltModel:
     The model is wrapped so its outputs are a dict keyed by head name, like ours. Once the
     input shape is known, the build's memory needs are checked as the config's are.
     """
-    _check_keras_archive(config.path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = keras.saving.load_model(config.path, compile=False)
-    except (ValueError, TypeError, KeyError, OSError) as error:
-        raise UserError(
-            f"model.path: cannot load {config.path} ({_first_sentence(str(error))}): save it again "
-            "with model.save, and register custom layers with "
-            "keras.saving.register_keras_serializable"
-        ) from None
+    model = load_keras_file(config.path, "model.path")
     if len(model.inputs) != 1:
         raise UserError(f"model.path: the model has {len(model.inputs)} inputs; it needs one image")
     shape = tuple(model.inputs[0].shape[1:])
@@ -206,22 +194,6 @@ def load_model_file(config: ModelConfig) -> BuiltModel:
         model.inputs, dict(zip((h.name for h in heads), outputs, strict=True)), name=model.name
     )
     return BuiltModel(named, heads, shape)
-
-
-def _check_keras_archive(path: Path) -> None:
-    """A .keras file is a zip holding config.json; Keras's own errors for other files mislead
-    ("File not found" for a corrupt file) or are a bare KeyError."""
-    if not zipfile.is_zipfile(path):
-        raise UserError(
-            f"model.path: {path} is not a Keras archive (not a zip file: corrupt, or saved in "
-            "another format): save the model with model.save('name.keras')"
-        )
-    with zipfile.ZipFile(path) as archive:
-        if "config.json" not in archive.namelist():
-            raise UserError(
-                f"model.path: {path} is a zip file but no Keras model (no config.json): save "
-                "the model with model.save('name.keras')"
-            )
 
 
 def _network(model: keras.Model) -> Network:
@@ -291,7 +263,7 @@ def _load_weights(model: keras.Model, path) -> None:
     if problem is not None:
         raise UserError(
             f"model.weights: {path} does not fit this architecture "
-            f"({_first_sentence(problem)}): save it from a model built with this exact config"
+            f"({first_sentence(problem)}): save it from a model built with this exact config"
         )
 
 
@@ -304,8 +276,3 @@ def _count_arrays(path) -> int:
                 lambda _, item: arrays.append(isinstance(item, h5py.Dataset))
             )
     return sum(arrays)
-
-
-def _first_sentence(text: str) -> str:
-    """Keras's errors run on for sentences after the one that says what went wrong."""
-    return first_line(text).split(". ")[0]

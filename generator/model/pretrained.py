@@ -10,10 +10,10 @@
 - Keras publishes one file per square input side it trained at (`IMAGENET_WEIGHTS`); any
   other input takes the file of the nearest side (ties: the larger). A convolution's weights
   do not depend on the image size, so they carry over; the record names the file used.
-- A file (`.h5` in Keras's layer-named format, such as a downloaded copy of those files, or a
-  `.keras` model such as another build's) gives the weights of every layer whose name the
-  backbone has. The first layer the file lacks or holds in another shape fails the build in
-  one line naming it.
+- A file: a Keras `.h5` (such as a downloaded copy of those files) is read as Keras reads one
+  into `keras.applications` models, its layers with weights in order; a `.keras` model (such
+  as another build's) by layer name (`_assign`). The first layer the file lacks or holds in
+  another shape fails the build in one line naming it.
 - Only the backbone is loaded: the heads (the layers that give the model's outputs) keep their
   seeded initialisation, since they are made for this config's classes.
 - Grayscale input (C = 1) from RGB weights: the first convolution's kernel is summed over its
@@ -30,7 +30,6 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from keras.src.backend.config import keras_home
 
 from generator.config.schema import IMAGENET, IMAGENET_WEIGHTS, ModelConfig
 from generator.errors import UserError
+from generator.model.keras_file import load_keras_file
 from generator.model.layers import all_layers
 from generator.support.quiet import muted
 
@@ -211,19 +211,7 @@ def _texts(values) -> list[str]:
 
 def _keras_layers(path: Path) -> dict[str, list[np.ndarray]]:
     """Layer name -> arrays of a .keras model (e.g. another build's `<name>.keras`)."""
-    if not zipfile.is_zipfile(path):  # Keras would say "File not found"
-        raise UserError(
-            f"model.pretrained: {path.name} is not a Keras archive (not a zip file: corrupt, "
-            "or saved in another format): give a model saved with model.save('name.keras')"
-        )
-    try:
-        with muted():
-            model = keras.saving.load_model(path, compile=False)
-    except (ValueError, TypeError, KeyError, OSError) as error:
-        raise UserError(
-            f"model.pretrained: cannot load {path.name} ({str(error).splitlines()[0]}): give "
-            "a model saved with model.save('name.keras')"
-        ) from None
+    model = load_keras_file(path, "model.pretrained")
     return {layer.name: [np.asarray(w) for w in layer.weights] for layer in all_layers(model)}
 
 

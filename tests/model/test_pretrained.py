@@ -177,7 +177,7 @@ def test_a_file_without_layer_names_is_refused(tmp_path):
     ("name", "message"),
     [
         ("cut.h5", "model.pretrained: cannot read cut.h5 as HDF5 ("),
-        ("cut.keras", "model.pretrained: cut.keras is not a Keras archive (not a zip file"),
+        ("cut.keras", "model.pretrained: {path} is not a Keras archive (not a zip file"),
     ],
 )
 def test_a_corrupt_file_is_named(tmp_path, name, message):
@@ -185,7 +185,7 @@ def test_a_corrupt_file_is_named(tmp_path, name, message):
     path.write_bytes(b"not a weights file")
     with pytest.raises(UserError) as caught:
         build(_model_config(path))
-    assert str(caught.value).startswith(message)
+    assert str(caught.value).startswith(message.format(path=path))
 
 
 @pytest.mark.parametrize(

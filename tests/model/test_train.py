@@ -39,6 +39,19 @@ def _config(epochs: int, **changes) -> TrainConfig:
     return TrainConfig(**(settings | changes))
 
 
+def _train(model, config: TrainConfig, count: int = 96):
+    training, validation = split_validation(_digits(count), 0.25, seed=0)
+    return train_model(
+        model=model,
+        heads=HEADS,
+        training=training,
+        validation=validation,
+        config=config,
+        input_range=(0.0, 1.0),
+        on_epoch=lambda record: None,
+    )
+
+
 def test_a_head_without_labels_in_the_batch_gets_no_gradient():
     model = build_model(MODEL, batch_size=None)
     pixels, digits = digit_images()
@@ -98,20 +111,9 @@ def test_training_lifts_every_head_well_above_chance():
 
 
 def test_training_is_reproducible_for_a_seed():
-    data = _digits(200)
-    training, validation = split_validation(data, 0.25, seed=0)
-
     def weights():
         model = build_model(MODEL, batch_size=None)
-        train_model(
-            model=model,
-            heads=HEADS,
-            training=training,
-            validation=validation,
-            config=_config(2),
-            input_range=(0.0, 1.0),
-            on_epoch=lambda r: None,
-        )
+        _train(model, _config(2), count=200)
         return model.get_weights()
 
     for a, b in zip(weights(), weights(), strict=True):
@@ -119,36 +121,13 @@ def test_training_is_reproducible_for_a_seed():
 
 
 def test_warm_up_rises_from_zero_to_the_peak_then_decays():
-    data = _digits(64)
-    training, validation = split_validation(data, 0.25, seed=0)
     model = build_model(MODEL, batch_size=None)
     config = _config(3, batch_size=16, augment=None, learning_rate=0.01, warmup_epochs=1)
-    train_model(
-        model=model,
-        heads=HEADS,
-        training=training,
-        validation=validation,
-        config=config,
-        input_range=(0.0, 1.0),
-        on_epoch=lambda record: None,
-    )
+    _train(model, config, count=64)
     schedule = model.optimizer._learning_rate  # 48 images: 3 steps per epoch
     rates = [float(schedule(step)) for step in (0, 3, 9)]
     assert rates[0] == 0.0 and np.isclose(rates[1], 0.01) and rates[2] < 1e-6
     assert int(model.optimizer.iterations.numpy()) == 9
-
-
-def _train(model, config: TrainConfig, count: int = 96):
-    training, validation = split_validation(_digits(count), 0.25, seed=0)
-    return train_model(
-        model=model,
-        heads=HEADS,
-        training=training,
-        validation=validation,
-        config=config,
-        input_range=(0.0, 1.0),
-        on_epoch=lambda record: None,
-    )
 
 
 def _arrays(model) -> dict[str, list[np.ndarray]]:
