@@ -41,6 +41,7 @@ from generator.config.schema import (
     MAX_WHOLE_NUMBER,
     MODES,
     OUTPUT_STRIDES,
+    STAGES,
 )
 from generator.errors import UserError
 from generator.support.text import nearest
@@ -116,6 +117,16 @@ class ModelDocument(_Document):
     ] = "auto"
     """The backbone's total downsampling; auto: the largest of 32, 16, 8, ... that leaves the
     last feature map at least 3 pixels on its shorter side."""
+    depth: Annotated[
+        Any,
+        WithJsonSchema(
+            {"anyOf": [{"type": "integer", "minimum": 1, "maximum": STAGES}, {"type": "string"}]}
+        ),
+    ] = None
+    """End the backbone early: after this many stride-2 stages (1 to 5; 5 is the whole
+    backbone), or after a named block, such as conv_pw_11 (mobilenet_v1), block_12
+    (mobilenet_v2) or expanded_conv_7 (mobilenet_v3_small and _large). The pooling and heads
+    follow the block kept last; every layer keeps its Keras name. Unset: the whole backbone."""
     heads: list[HeadDocument] | None = None
     """One or more heads, each a Dense layer of logits on the pooled features (required without
     path)."""
@@ -153,6 +164,40 @@ class QatDocument(_Document):
     """Epochs of quantization-aware fine-tuning, at least 1."""
     learning_rate: float = 1e-4
     """Its learning rate, constant."""
+
+
+class OptimizeDocument(_Document):
+    """Weights made for the NPU: kernels pruned and clustered, then fine-tuned under that
+    constraint, so that Vela's weight encoder stores fewer bytes (docs/optimize.md)."""
+
+    mapping_hint: ClassVar[str | None] = "expected a mapping: e.g. optimize: {clusters: 16}"
+
+    clusters: Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0},
+                    {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                ]
+            }
+        ),
+    ] = 0
+    """Values per kernel (per layer, k-means): a number for every Conv2D, DepthwiseConv2D and
+    Dense layer, or a mapping of layer-name patterns to numbers, the first match deciding
+    ({"*_logits": 0, "conv_pw_1*": 32, "*": 16}); 0: not clustered. After per-channel int8
+    quantization each output channel holds at most this many values."""
+    sparsity: float = 0.0
+    """The fraction of each kernel's smallest weights set to 0, in [0, 1); with clusters, 0 is
+    one of the values."""
+    sparsity_layers: list[str] = ["*"]
+    """Layer-name patterns that sparsity applies to (default: every kernel)."""
+    epochs: WholeNumber = 10
+    """Epochs of fine-tuning under the constraint (needs train:); 0: compress only."""
+    learning_rate: float | None = None
+    """The fine-tuning's peak learning rate (cosine decay); default: a tenth of train's."""
+    distill: bool = True
+    """Learn from the uncompressed model's logits (or train.teacher's) while fine-tuning."""
 
 
 class TrainDocument(_Document):
@@ -206,6 +251,15 @@ class TrainDocument(_Document):
     it (train.augment below)."""
     seed: WholeNumber | None = None
     """Shuffling and augmentation; default: model.seed."""
+    teacher: str | None = None
+    """A float .keras model with the same input and heads (a bigger one, trained before) whose
+    logits the training learns from too: each head's loss mixes the labels' cross-entropy with
+    the teacher's softened logits (distillation_weight), and images without a label learn from
+    the teacher alone."""
+    distillation_weight: float = 0.5
+    """The teacher term's share of each head's loss, in [0, 1] (1: the teacher alone)."""
+    temperature: float = 2.0
+    """Divides both models' logits in the teacher term (> 0; higher: softer targets)."""
     qat: QatDocument | None = None
     """Quantization-aware fine-tuning after the float training; absent: post-training
     quantization only."""
@@ -356,6 +410,8 @@ class ConfigDocument(_Document):
     """What Vela compiles for (below)."""
     boards: dict[str, BoardDocument] = {}
     """Custom boards by name, usable as vela.targets[].board."""
+    optimize: OptimizeDocument | None = None
+    """Prune and cluster the trained weights for the NPU, and fine-tune them (below)."""
     evaluation: EvaluationDocument | None = None
     """Measure accuracy on a labelled set."""
     output: OutputDocument = OutputDocument()

@@ -22,6 +22,7 @@ from generator.config.document import (
     HeadDocument,
     MemoryDocument,
     ModelDocument,
+    OptimizeDocument,
     OutputDocument,
     QatDocument,
     QuantizationDocument,
@@ -32,6 +33,7 @@ from generator.config.document import (
 )
 from generator.config.schema import (
     ACCELERATORS,
+    BACKBONE_BLOCKS,
     BACKBONES,
     DEFAULT_SYSTEM,
     HEAD_NAME_PATTERN,
@@ -44,12 +46,14 @@ from generator.config.schema import (
     MODES,
     NAME_PATTERN,
     OUTPUT_STRIDES,
+    STAGES,
     AugmentConfig,
     CalibrationConfig,
     Config,
     EvaluationConfig,
     Head,
     ModelConfig,
+    OptimizeConfig,
     OutputConfig,
     QatConfig,
     QuantizationConfig,
@@ -82,8 +86,12 @@ def parse_config(raw: dict, base: Path, source: Path) -> Config:
             "quantization.int16: quantization-aware training learns 8-bit ranges, which 16-bit "
             "layers would not use: remove train.qat or quantization.int16"
         )
+    optimize = None
+    if document.optimize is not None:
+        optimize = _parse_optimize(document.optimize, train)
     return Config(
         name=name,
+        optimize=optimize,
         model=model,
         calibration=_parse_calibration(
             document.calibration, base, scaled_to_imagenet=imagenet_scaled(model)
@@ -104,6 +112,7 @@ _ARCHITECTURE_KEYS = (
     "alpha",
     "input_shape",
     "output_stride",
+    "depth",
     "weights",
     "pretrained",
 )
@@ -139,6 +148,14 @@ def _parse_model(section: ModelDocument, base: Path) -> ModelConfig:
             f"model.output_stride: {stride!r} is not auto or one of "
             f"{', '.join(map(str, OUTPUT_STRIDES))}: use auto (the default) or e.g. 32"
         )
+    last_block = _parse_depth(section.depth, backbone)
+    if last_block is not None and stride != "auto":
+        kept = BACKBONE_BLOCKS[backbone].stride(last_block)
+        if stride > kept:
+            raise UserError(
+                f"model.output_stride: {stride} is more than the {kept} that model.depth "
+                f"{section.depth!r} leaves: use auto or at most {kept}"
+            )
     heads = section.heads
     if not heads:
         raise UserError(
@@ -173,6 +190,27 @@ def _parse_model(section: ModelDocument, base: Path) -> ModelConfig:
         seed=_seed(section.seed, "model"),
         output_stride=None if stride == "auto" else stride,
         pretrained=pretrained,
+        last_block=last_block,
+    )
+
+
+def _parse_depth(value: Any, backbone: str) -> int | None:
+    """`model.depth` as the last block kept (None: the whole backbone)."""
+    blocks = BACKBONE_BLOCKS[backbone]
+    if value is None or value == STAGES:
+        return None
+    if type(value) is int and 1 <= value < STAGES:
+        return blocks.last_block_of_stage(value)
+    if isinstance(value, str):
+        for block, name in blocks.names.items():
+            if value == name:
+                return block
+    names = list(blocks.names.values())
+    suggestion = nearest(str(value), names) if isinstance(value, str) else None
+    raise UserError(
+        f"model.depth: {value!r} is no stage count or {backbone} block: use 1 to {STAGES} "
+        f"stages, or a block from {names[0]} to {names[-1]}"
+        + (f" (did you mean {suggestion}?)" if suggestion else "")
     )
 
 
@@ -362,6 +400,82 @@ def _parse_train(section: TrainDocument, model: ModelConfig, base: Path) -> Trai
         freeze_backbone_epochs=freeze,
         backbone_learning_rate=float(backbone_rate),
         mixed_precision=section.mixed_precision,
+        teacher=_parse_teacher(section.teacher, base),
+        distillation_weight=_fraction(
+            section.distillation_weight, "train.distillation_weight", closed=True
+        ),
+        temperature=_temperature(section.temperature),
+    )
+
+
+def _parse_teacher(value: str | None, base: Path) -> Path | None:
+    if value is None:
+        return None
+    path = resolve_path(base, value, "train.teacher")
+    if not path.is_file() or path.suffix != ".keras":
+        raise UserError(
+            f"train.teacher: {path} is not a .keras file: give a float model saved with "
+            "model.save('teacher.keras'), such as another build's <name>.keras"
+        )
+    return path
+
+
+def _fraction(value: float, field: str, *, closed: bool) -> float:
+    """A fraction in [0, 1] (`closed`) or [0, 1)."""
+    if not (0 <= value <= 1 if closed else 0 <= value < 1):
+        raise UserError(f"{field}: {value} must be in [0, 1{']' if closed else ')'}")
+    return float(value)
+
+
+MAX_TEMPERATURE = 100.0
+
+
+def _temperature(value: float) -> float:
+    if not 0 < value <= MAX_TEMPERATURE:
+        raise UserError(f"train.temperature: {value} must be in (0, {MAX_TEMPERATURE:g}], e.g. 2")
+    return float(value)
+
+
+# Clusters beyond 256 cannot be told apart: an int8 kernel has 255 values per channel.
+MAX_CLUSTERS = 256
+
+
+def _parse_optimize(
+    section: OptimizeDocument, train: TrainConfig | None
+) -> OptimizeConfig | None:
+    raw = section.clusters
+    if isinstance(raw, dict):
+        clusters = tuple((str(pattern), k) for pattern, k in raw.items())
+        where = {pattern: f"optimize.clusters.{pattern}" for pattern, _ in clusters}
+    else:
+        clusters = (("*", raw),)
+        where = {"*": "optimize.clusters"}
+    for pattern, k in clusters:
+        if type(k) is not int or not (k == 0 or 2 <= k <= MAX_CLUSTERS):
+            raise UserError(
+                f"{where[pattern]}: {k!r} must be 0 (off) or a whole number of values from 2 "
+                f"to {MAX_CLUSTERS}, e.g. 16"
+            )
+    sparsity = _fraction(section.sparsity, "optimize.sparsity", closed=False)
+    if not any(k for _, k in clusters) and not sparsity:
+        return None  # clusters 0 and sparsity 0: off (a sweep's uncompressed row)
+    if section.epochs and train is None:
+        raise UserError(
+            "optimize.epochs: fine-tuning needs labelled images: add a train: section, or set "
+            "optimize.epochs: 0 to compress without fine-tuning"
+        )
+    rate = section.learning_rate
+    if rate is None:
+        rate = train.learning_rate / 10 if train is not None else 0.0
+    elif not 0 < rate < math.inf:
+        raise UserError(f"optimize.learning_rate: {rate} must be > 0, e.g. 0.001")
+    return OptimizeConfig(
+        clusters=clusters,
+        sparsity=sparsity,
+        sparsity_layers=tuple(section.sparsity_layers),
+        epochs=section.epochs,
+        learning_rate=float(rate),
+        distill=section.distill,
     )
 
 

@@ -5,6 +5,7 @@ these from YAML, and every later stage takes them as plain data.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 from dataclasses import dataclass
@@ -89,6 +90,59 @@ OUTPUT_STRIDES = (1, 2, 4, 8, 16, 32)
 FULL_STRIDE = 32  # five stride-2 stages in every keras.applications MobileNet
 
 
+@dataclass(frozen=True)
+class BackboneBlocks:
+    """A keras.applications backbone's blocks, for `model.depth` (generator/model/build.py).
+
+    `names[n]` is block n's name for `model.depth`; `layers` matches the Keras names of a
+    block's layers, its group the block's number (no number: block 0). The stem (the first,
+    stride-2 convolution) comes before the first block; `strided` are the blocks whose
+    depthwise convolution has stride 2, the first of stages 2 to 5. A test checks these against
+    the built models.
+    """
+
+    names: dict[int, str]
+    layers: str
+    strided: tuple[int, int, int, int]
+
+    def stages(self, last_block: int) -> int:
+        """Stride-2 stages that blocks up to `last_block` (-1: the stem alone) take part in."""
+        return 1 + sum(block <= last_block for block in self.strided)
+
+    def stride(self, last_block: int) -> int:
+        """The downsampling of a backbone that ends after `last_block`."""
+        return 2 ** self.stages(last_block)
+
+    def last_block_of_stage(self, stage: int) -> int:
+        """The last block of stride-2 stage `stage` (1 to 4); -1 when the stage is the stem."""
+        return self.strided[stage - 1] - 1
+
+
+BACKBONE_BLOCKS = {
+    "mobilenet_v1": BackboneBlocks(
+        {n: f"conv_pw_{n}" for n in range(1, 14)}, r"conv_(?:pad|dw|pw)_(\d+)", (2, 4, 6, 12)
+    ),
+    "mobilenet_v2": BackboneBlocks(
+        {0: "expanded_conv", **{n: f"block_{n}" for n in range(1, 17)}},
+        r"(?:block_(\d+)|expanded_conv)_",
+        (1, 3, 6, 13),
+    ),
+    "mobilenet_v3_small": BackboneBlocks(
+        {0: "expanded_conv", **{n: f"expanded_conv_{n}" for n in range(1, 11)}},
+        r"expanded_conv_(?:(\d+)_)?",
+        (0, 1, 3, 8),
+    ),
+    "mobilenet_v3_large": BackboneBlocks(
+        {0: "expanded_conv", **{n: f"expanded_conv_{n}" for n in range(1, 15)}},
+        r"expanded_conv_(?:(\d+)_)?",
+        (1, 3, 6, 12),
+    ),
+}
+
+
+STAGES = 5  # stride-2 stages of a whole backbone: model.depth's largest whole number
+
+
 MIN_FEATURE_MAP = 3  # the smallest last feature map side `output_stride: auto` allows
 
 
@@ -138,6 +192,9 @@ class ModelConfig:
     # "imagenet" (Keras's published weights) or a local .h5 / .keras file the backbone's
     # weights are read from (generator/model/pretrained.py); None: random (seeded) or `weights`
     pretrained: str | Path | None = None
+    # The last block kept (BACKBONE_BLOCKS; -1: the stem alone), from `model.depth`; None: the
+    # whole backbone, its last 1×1 convolution (V2, V3) included
+    last_block: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +273,37 @@ class TrainConfig:
     freeze_backbone_epochs: int = 0  # heads alone first, backbone frozen (BN in inference mode)
     backbone_learning_rate: float = 1.0  # the backbone's rate, a multiple of the heads' rate
     mixed_precision: bool = False  # float16 compute, float32 variables, heads and logits
+    # A float .keras model whose logits the training also learns from (generator/model/train.py)
+    teacher: Path | None = None
+    distillation_weight: float = 0.5  # the teacher term's share of each head's loss
+    temperature: float = 2.0  # softens both models' logits in the teacher term
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimizeConfig:
+    """Weights made for the NPU's weight encoder (generator/model/compress.py): each kernel of
+    a Conv2D, DepthwiseConv2D or Dense layer pruned and clustered, then fine-tuned under that
+    constraint, learning from the uncompressed model (or `train.teacher`) as well as the labels.
+
+    `clusters` pairs fnmatch patterns of Keras layer names with a number of values, the first
+    match deciding (0: the layer is not clustered); `sparsity` is the fraction of each kernel's
+    smallest weights set to 0 (`sparsity_layers` names the layers it applies to).
+    """
+
+    clusters: tuple[tuple[str, int], ...]
+    sparsity: float
+    sparsity_layers: tuple[str, ...]
+    epochs: int
+    learning_rate: float
+    distill: bool  # learn from the teacher's logits while fine-tuning
+
+    def clusters_for(self, layer: str) -> int:
+        return next((k for pattern, k in self.clusters if fnmatch.fnmatchcase(layer, pattern)), 0)
+
+    def sparsity_for(self, layer: str) -> float:
+        if any(fnmatch.fnmatchcase(layer, pattern) for pattern in self.sparsity_layers):
+            return self.sparsity
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -241,6 +329,7 @@ class Config:
     source: Path
     train: TrainConfig | None = None
     evaluation: EvaluationConfig | None = None
+    optimize: OptimizeConfig | None = None
 
 
 def imagenet_scaled(model: ModelConfig) -> bool:
@@ -250,9 +339,18 @@ def imagenet_scaled(model: ModelConfig) -> bool:
     return pretrained == IMAGENET or (isinstance(pretrained, Path) and pretrained.suffix == ".h5")
 
 
+def backbone_stride(config: ModelConfig) -> int:
+    """The downsampling of the backbone's kept stages, before `output_stride` relaxes any: 32
+    for a whole backbone, 16 when `model.depth` ends it in stage 4, and so on."""
+    if config.last_block is None:
+        return FULL_STRIDE
+    return BACKBONE_BLOCKS[config.backbone].stride(config.last_block)
+
+
 def output_stride(config: ModelConfig) -> int:
     """The backbone's total downsampling: `model.output_stride`, or for `auto` the largest of
-    32, 16, 8, ... that leaves the last feature map at least 3 pixels on its shorter side.
+    the kept stages' stride (32 for a whole backbone), half that, ... that leaves the last
+    feature map at least 3 pixels on its shorter side.
 
     keras.applications MobileNets halve the image five times, which suits 224×224 photos (a
     7×7 last map) but leaves a 32×32 input a single pixel before the pooling: every class is
@@ -263,7 +361,7 @@ def output_stride(config: ModelConfig) -> int:
     if config.output_stride is not None:
         return config.output_stride
     side = min(config.input_shape[:2])
-    stride = FULL_STRIDE
+    stride = backbone_stride(config)
     while stride > 1 and math.ceil(side / stride) < MIN_FEATURE_MAP:
         stride //= 2
     return stride

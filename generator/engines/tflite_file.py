@@ -101,6 +101,24 @@ def read_tflite(content: bytes) -> TfliteModel:
     )
 
 
+def constant_arrays(content: bytes, indices: list[int]) -> dict[int, np.ndarray]:
+    """The stored values of constant tensors (weights), by tensor index, in their dtype and
+    shape; a tensor without data (an activation) is left out."""
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    tensors = model.subgraphs[0].tensors
+    arrays = {}
+    for index in indices:
+        tensor = tensors[index]
+        data = model.buffers[tensor.buffer].data
+        if data is None or not len(data):
+            continue
+        dtype = np.dtype(_TYPE_NAMES[tensor.type])
+        arrays[index] = np.frombuffer(bytes(np.asarray(data, dtype=np.uint8)), dtype=dtype).reshape(
+            tuple(int(d) for d in tensor.shape)
+        )
+    return arrays
+
+
 def with_outputs(
     *, content: bytes, order: list[int], names: list[str], input_name: str, signature_key: str
 ) -> bytes:

@@ -79,6 +79,8 @@ class VelaResult:
     inferences_per_second: float
     macs: int
     cycles: int
+    original_weight_bytes: int  # the .tflite's weights as Vela read them (total_original_weights)
+    encoded_weight_bytes: int  # what its weight encoder made of them (total_npu_encoded_weights)
     vela_tflite_bytes: int
     scratch_bytes: int  # the compiled model's part of the tensor arena
     fast_scratch_bytes: int  # the SRAM cache a Dedicated_Sram model is given; 0 otherwise
@@ -176,6 +178,8 @@ def compile_for_target(
         inferences_per_second=float(summary["inferences_per_second"]),
         macs=int(float(summary["nn_macs"])),
         cycles=int(float(summary["cycles_total"])),
+        original_weight_bytes=int(float(summary["total_original_weights"])),
+        encoded_weight_bytes=int(float(summary["total_npu_encoded_weights"])),
         vela_tflite_bytes=len(compiled),
         scratch_bytes=_size(tensors.get("scratch")),
         fast_scratch_bytes=_size(tensors.get("scratch_fast")),

@@ -25,14 +25,23 @@ latency are Vela's estimates:
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import h5py
 import keras
 
 from generator.config.resources import Network, check_memory
-from generator.config.schema import FULL_STRIDE, HEAD_NAME_PATTERN, Head, ModelConfig, output_stride
+from generator.config.schema import (
+    BACKBONE_BLOCKS,
+    HEAD_NAME_PATTERN,
+    Head,
+    ModelConfig,
+    backbone_stride,
+    output_stride,
+)
 from generator.errors import UserError
 from generator.model.keras_file import first_sentence, load_keras_file
 from generator.model.layers import all_layers
@@ -89,9 +98,11 @@ def build_model(
         pooling="avg",
         **extra,
     )
-    stride = output_stride(config)
-    if stride < FULL_STRIDE:
-        backbone = _with_output_stride(backbone, stride, image)
+    if config.last_block is not None:
+        backbone = _ending_after(backbone, config.backbone, config.last_block, image)
+    kept, stride = backbone_stride(config), output_stride(config)
+    if stride < kept:
+        backbone = _with_output_stride(backbone, round(math.log2(kept // stride)), image)
     features = backbone.output
     outputs = {
         head.name: keras.layers.Dense(
@@ -107,9 +118,34 @@ def build_model(
     return model
 
 
-def _with_output_stride(backbone: keras.Model, stride: int, image) -> keras.Model:
-    """The backbone with its last stride-2 stages made stride 1 (as DeepLab's `output_stride`
-    does, without dilation), keeping every layer's name.
+def _ending_after(backbone: keras.Model, name: str, last_block: int, image) -> keras.Model:
+    """The backbone up to the output of block `last_block` (-1: the stem), then its own global
+    average pooling layer: every layer keeps its Keras name, and the layers kept hold the same
+    arrays as in a whole backbone (a pretrained file loads into them as well).
+
+    A layer's block is read from its name (BACKBONE_BLOCKS); a layer Keras named itself
+    (MobileNetV3's activations: `re_lu_3`, `activation_2`) belongs to the block of the layer
+    before it, and a convolution after the blocks (V2's `Conv_1`, V3's `conv_1`) begins the
+    top. The cut is the input of the first layer, in the model's topological order, of a later
+    block: every layer of a block feeds the block's output, so all of them come before it.
+    """
+    pattern = re.compile(BACKBONE_BLOCKS[name].layers)
+    *layers, pooling = backbone.layers
+    block = -1  # the stem
+    for layer in layers:
+        if match := pattern.match(layer.name):
+            block = int(match[1] or 0)
+        elif block >= 0 and isinstance(layer, keras.layers.Conv2D):
+            block = math.inf  # the top
+        if block > last_block:
+            pooled = keras.layers.GlobalAveragePooling2D(name=pooling.name)(layer.input)
+            return keras.Model([image], pooled, name=backbone.name)
+    return backbone
+
+
+def _with_output_stride(backbone: keras.Model, relax: int, image) -> keras.Model:
+    """The backbone with its last `relax` stride-2 stages made stride 1 (as DeepLab's
+    `output_stride` does, without dilation), keeping every layer's name.
 
     A stride-2 depthwise convolution in these backbones is a `valid` convolution after an
     asymmetric ZeroPadding2D; at stride 1 that padding becomes symmetric (kernel // 2 on each
@@ -121,7 +157,7 @@ def _with_output_stride(backbone: keras.Model, stride: int, image) -> keras.Mode
         if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
         and tuple(layer.strides) != (1, 1)
     ]
-    relaxed = strided[len(strided) - round(math.log2(FULL_STRIDE // stride)) :]
+    relaxed = strided[len(strided) - relax :]
     changes: dict[str, dict] = {}
     for layer in relaxed:
         changes[layer.name] = {"strides": (1, 1)}
@@ -194,6 +230,38 @@ def load_model_file(config: ModelConfig) -> BuiltModel:
         model.inputs, dict(zip((h.name for h in heads), outputs, strict=True)), name=model.name
     )
     return BuiltModel(named, heads, shape)
+
+
+def load_teacher(path: Path, heads: tuple[Head, ...], input_shape: tuple) -> keras.Model:
+    """`train.teacher`: a float .keras model that takes the same images and gives logits for
+    every head, wrapped to dict outputs keyed by head name. Its outputs are matched by name
+    when they are a dict holding every head (another build's .keras), else in order."""
+    model = load_keras_file(path, "train.teacher")
+    shape = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
+    if shape != tuple(input_shape):
+        raise UserError(
+            f"train.teacher: {path.name} takes input {shape}, the model "
+            f"{tuple(input_shape)}: give a teacher trained on the same images"
+        )
+    if isinstance(model.output, dict) and all(h.name in model.output for h in heads):
+        outputs = [model.output[h.name] for h in heads]
+    else:
+        outputs = list(model.outputs)
+        if len(outputs) != len(heads):
+            raise UserError(
+                f"train.teacher: {path.name} has {len(outputs)} outputs, the model "
+                f"{len(heads)} heads: give a teacher with one output per head, in order"
+            )
+    for head, output in zip(heads, outputs, strict=True):
+        if tuple(output.shape[1:]) != (head.num_classes,):
+            raise UserError(
+                f"train.teacher: {path.name}'s output for {head.name!r} has shape "
+                f"{tuple(output.shape)}, the head {head.num_classes} classes: give a teacher "
+                "with the same heads"
+            )
+    return keras.Model(
+        model.inputs, {h.name: o for h, o in zip(heads, outputs, strict=True)}, name="teacher"
+    )
 
 
 def _network(model: keras.Model) -> Network:

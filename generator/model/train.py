@@ -82,13 +82,46 @@ def masked_sparse_crossentropy(y_true, y_pred):
     Scaled by batch / labelled so that Keras's mean over the batch is the mean over the
     labelled images alone.
     """
-    labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+    labels = _labels(y_true)
     mask = ops.cast(labels >= 0, "float32")
     losses = keras.losses.sparse_categorical_crossentropy(
         ops.maximum(labels, 0), y_pred, from_logits=True
     )
     batch = ops.cast(ops.shape(mask)[0], "float32")
     return losses * mask * batch / ops.maximum(ops.sum(mask), 1.0)
+
+
+def distillation_loss(weight: float, temperature: float) -> Callable:
+    """A head's loss with a teacher: `y_true` holds each image's label (-1: none) and then the
+    teacher's logits. Keras's mean over the batch of what this returns is
+
+        (1 - weight) * (cross-entropy with the labels, over the labelled images)
+        + weight * T² * KL(softmax(teacher / T) || softmax(student / T)), over every image,
+
+    Hinton et al.'s (2015) form: T² keeps the teacher term's gradients at the labels' scale
+    as T changes. An image without a label learns from the teacher alone.
+    """
+
+    def loss(y_true, y_pred):
+        teacher = ops.cast(y_true[:, 1:], "float32") / temperature
+        student = ops.cast(y_pred, "float32") / temperature
+        target = ops.softmax(teacher, axis=-1)
+        divergence = ops.sum(
+            target * (ops.log_softmax(teacher, axis=-1) - ops.log_softmax(student, axis=-1)),
+            axis=-1,
+        )
+        labelled = masked_sparse_crossentropy(y_true, y_pred)
+        return (1.0 - weight) * labelled + weight * temperature**2 * divergence
+
+    return loss
+
+
+def _labels(y_true):
+    """The labels of a batch's targets: the targets themselves, or their first column when
+    the teacher's logits follow (distillation)."""
+    if len(y_true.shape) == 2:
+        y_true = y_true[:, 0]
+    return ops.cast(ops.reshape(y_true, (-1,)), "int32")
 
 
 class MaskedAccuracy(keras.metrics.Metric):
@@ -100,7 +133,7 @@ class MaskedAccuracy(keras.metrics.Metric):
         self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        labels = _labels(y_true)
         mask = labels >= 0
         hits = ops.logical_and(mask, ops.argmax(y_pred, axis=-1) == labels)
         self.correct.assign_add(ops.sum(ops.cast(hits, "float32")))
@@ -123,6 +156,7 @@ def train_model(
     config: TrainConfig,
     input_range: tuple[float, float],
     on_epoch: Callable[[EpochRecord], None],
+    teacher: keras.Model | None = None,
 ) -> TrainingResult:
     """Train `model` (dict outputs keyed by head name) in place; return the epoch history.
 
@@ -134,6 +168,10 @@ def train_model(
     phase, not the training: the backbone is still unfrozen. The second phase starts from the
     frozen phase's best epoch; the kept weights are those of the epoch with the lowest
     validation loss over both phases.
+
+    With a `teacher` (a float model with dict outputs keyed by head name), every batch, as
+    augmented, is also given to the teacher, and each head learns from its logits too
+    (`distillation_loss`, weighted by `config.distillation_weight`).
     """
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
@@ -141,8 +179,14 @@ def train_model(
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = min(layer.momentum, BATCHNORM_MOMENTUM)
     steps = int(np.ceil(len(training.pixels) / config.batch_size))
-    train_set = _dataset(training, heads, config, input_range, shuffle=True)
-    validation_set = _dataset(validation, heads, config, input_range, shuffle=False)
+    train_set = _dataset(training, heads, config, input_range, shuffle=True, teacher=teacher)
+    validation_set = _dataset(
+        validation, heads, config, input_range, shuffle=False, teacher=teacher
+    )
+    if teacher is None:
+        head_loss = masked_sparse_crossentropy
+    else:
+        head_loss = distillation_loss(config.distillation_weight, config.temperature)
     history, keep_best = _History(heads, on_epoch), _KeepBest()
     frozen = config.freeze_backbone_epochs
     backbone = backbone_layers(model) if frozen else []
@@ -162,7 +206,7 @@ def train_model(
             scaled = [w for layer in backbone_layers(model) for w in layer.trainable_weights]
             model.compile(
                 optimizer=_optimizer(config, steps, epochs, scaled),
-                loss={h.name: masked_sparse_crossentropy for h in heads},
+                loss={h.name: head_loss for h in heads},
                 loss_weights={h.name: config.loss_weights.get(h.name, 1.0) for h in heads},
                 metrics={h.name: [MaskedAccuracy()] for h in heads},
             )
@@ -253,12 +297,19 @@ VALIDATION_BATCH = 256
 
 
 def _dataset(
-    data: LabelledImages, heads, config: TrainConfig, input_range, *, shuffle: bool
+    data: LabelledImages,
+    heads,
+    config: TrainConfig,
+    input_range,
+    *,
+    shuffle: bool,
+    teacher: keras.Model | None = None,
 ) -> tf.data.Dataset:
     """Batches of `data` as the model sees them, made one batch at a time from the uint8 pixels:
     the set is never held as floats (4 bytes a value), only the batch being fed. Training
     batches (`shuffle`) come in a new seeded order each epoch and are augmented; validation
-    batches in file order, as they are."""
+    batches in file order, as they are. With a `teacher`, each head's targets are its labels
+    followed by the teacher's logits for the same (augmented) images."""
     pixels, labels = data.pixels, data.labels
     size = config.batch_size if shuffle else VALIDATION_BATCH
     steps = -(-len(pixels) // size)
@@ -302,6 +353,22 @@ def _dataset(
         if layers:
             pipeline = keras.Sequential(layers)
             dataset = dataset.map(lambda images, labels: (pipeline(images, training=True), labels))
+    if teacher is not None:
+
+        def with_teacher(images, labels):
+            logits = teacher(images, training=False)
+            return images, {
+                h.name: tf.concat(
+                    [
+                        tf.cast(labels[h.name], tf.float32)[:, None],
+                        tf.cast(logits[h.name], tf.float32),
+                    ],
+                    axis=-1,
+                )
+                for h in heads
+            }
+
+        dataset = dataset.map(with_teacher)
     return dataset.prefetch(2)
 
 

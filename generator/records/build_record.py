@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from generator import __version__
+from generator.analysis.compression import KernelReadBack
 from generator.analysis.evaluate import HeadAccuracy
 from generator.analysis.fit import Fit
 from generator.analysis.placement import (
@@ -59,6 +60,7 @@ from generator.support.text import display_path, format_bytes
 if TYPE_CHECKING:  # annotations only: importing these would import TensorFlow, which a
     # sweep's driver (which assembles no record but imports this package) does not need
     from generator.model.build import BuiltModel
+    from generator.model.compress import Compression
     from generator.model.pretrained import PretrainedWeights
     from generator.model.qat import QatResult
     from generator.model.train import TrainingResult
@@ -70,6 +72,18 @@ class TrainingOutcome:
     result: TrainingResult
     data: Path
     validation: float | Path
+
+
+# What `optimize`'s fine-tuning learned from, besides the labels, when no train.teacher is given.
+UNCOMPRESSED_TEACHER = "the uncompressed model"
+
+
+@dataclass(frozen=True)
+class CompressionOutcome:
+    compression: Compression
+    fine_tuning: TrainingResult | None  # None: compressed without fine-tuning
+    teacher: str | None  # the fine-tuning's teacher: UNCOMPRESSED_TEACHER or train.teacher
+    kernels: list[KernelReadBack] | None = None  # read back from the .tflite
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,7 @@ def quantization_info(
     accuracy: AccuracyOutcome | None,
     qat: QatResult | None = None,
     layer_errors: tuple[LayerError, ...] | None = None,
+    compression: CompressionOutcome | None = None,
 ) -> dict:
     """The facts of one build, as docs/outputs.md documents its schema."""
     fidelity = verification.fidelity
@@ -236,6 +251,7 @@ def quantization_info(
             },
         },
         "training": None if training is None else _training_info(training, config.train, qat),
+        "optimize": None if compression is None else _optimize_info(compression, config),
         "accuracy": None if accuracy is None else accuracy_info(accuracy),
         "warnings": _warnings(
             config,
@@ -290,6 +306,40 @@ def _training_info(training: TrainingOutcome, train: TrainConfig, qat: QatResult
             "activations_checked": qat.activations_checked,
             **_run_info(qat.training),
         },
+    }
+
+
+def _optimize_info(outcome: CompressionOutcome, config: Config) -> dict:
+    optimize = config.optimize
+    run = outcome.fine_tuning
+    compressed = {layer.layer: layer for layer in outcome.compression.layers}
+    return {
+        "clusters": [{"layers": pattern, "clusters": k} for pattern, k in optimize.clusters],
+        "sparsity": optimize.sparsity,
+        "sparsity_layers": list(optimize.sparsity_layers),
+        "fine_tuning": None
+        if run is None
+        else {
+            "learning_rate": optimize.learning_rate,
+            "teacher": outcome.teacher,
+            "distillation_weight": config.train.distillation_weight if outcome.teacher else None,
+            "temperature": config.train.temperature if outcome.teacher else None,
+            **_run_info(run),
+        },
+        "layers": [
+            {
+                "layer": kernel.layer,
+                "operator": kernel.operator,
+                "clusters": kernel.clusters,
+                "sparsity": kernel.sparsity,
+                "weights": compressed[kernel.layer].weights,
+                "dtype": kernel.dtype,
+                "channels": kernel.channels,
+                "values_per_channel": kernel.values_per_channel,
+                "zeros": kernel.zeros,
+            }
+            for kernel in outcome.kernels or []
+        ],
     }
 
 
@@ -391,6 +441,8 @@ def _vela_info(result: VelaResult, layers: dict[str, str]) -> dict:
         "inferences_per_second": result.inferences_per_second,
         "macs": result.macs,
         "cycles": result.cycles,
+        "original_weight_bytes": result.original_weight_bytes,
+        "encoded_weight_bytes": result.encoded_weight_bytes,
         "vela_tflite_bytes": result.vela_tflite_bytes,
         "compiled_operators": result.compiled_operators,
         "layers": _layers_info(result, layers),
@@ -448,6 +500,7 @@ def _placement_info(placement: Placement, own: Placement) -> dict:
         "cycles": result.cycles,
         "cpu_operators": result.cpu_operators,
         "model_bytes": result.vela_tflite_bytes,
+        "encoded_weight_bytes": result.encoded_weight_bytes,
         "arena_bytes": arena_bytes(result),
         "fast_memory_bytes": result.fast_scratch_bytes,
         **_fit_info(placement.fit),

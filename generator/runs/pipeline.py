@@ -12,6 +12,7 @@ Importing this module imports TensorFlow (through the build stage); `validate` n
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from generator import __version__
+from generator.analysis.compression import read_back
 from generator.analysis.evaluate import evaluate_accuracy
 from generator.analysis.placement import (
     BoardPlacements,
@@ -45,13 +47,16 @@ from generator.engines.tflm import NPU_ARENA_MARGIN_BYTES
 from generator.engines.vela import VelaResult, compile_for_target
 from generator.errors import UserError, VerificationError
 from generator.export.c_arrays import CompiledFor, write_c_array
-from generator.model.build import BuiltModel, build, model_copies, training_copy
+from generator.model.build import BuiltModel, build, load_teacher, model_copies, training_copy
+from generator.model.compress import compress
 from generator.model.qat import QatResult, check_ranges, fine_tune
 from generator.model.train import train_model, validation_rows
 from generator.quantization.convert import convert_to_tflite, tensor_layers
 from generator.quantization.layer_error import layer_errors
 from generator.records.build_record import (
+    UNCOMPRESSED_TEACHER,
     AccuracyOutcome,
+    CompressionOutcome,
     TrainingOutcome,
     accuracy_info,
     quantization_info,
@@ -91,6 +96,10 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
     if config.train is not None:
         training, sets = train_stage(config, built, stage)
 
+    compression = None
+    if config.optimize is not None:
+        compression = optimize_stage(config=config, built=built, sets=sets, stage=stage)
+
     with stage("save", f"{name}.keras"):
         keras_path = folder / f"{name}.keras"
         with muted():
@@ -107,6 +116,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
             sets=sets,
             calibration_pixels=calibration.calibration,
             stage=stage,
+            compression=compression,
         )
 
     heads = [head.name for head in built.heads]
@@ -126,6 +136,16 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
         tflite = read_tflite(content)
         # A QAT model's layers carry the float model's names, plus its quantizers.
         layers = tensor_layers(tflite, built.model if qat is None else qat.model, heads)
+        if compression is not None:
+            compression = dataclasses.replace(
+                compression,
+                kernels=read_back(
+                    content=content,
+                    tflite=tflite,
+                    layers=layers,
+                    compressed=compression.compression.layers,
+                ),
+            )
 
     # The stages after the conversion that depend on nothing but the .tflite run beside the
     # in-process ones: the arena search in a child process, Vela's compiles as subprocesses,
@@ -204,6 +224,7 @@ def _build_into(folder: Path, config: Config, stage: Stage) -> tuple[dict, list[
             qat=qat,
             accuracy=accuracy,
             layer_errors=errors,
+            compression=compression,
         )
         report = build_files(folder, name)
         write_build_report(info, report)
@@ -434,7 +455,11 @@ def train_stage(
     with stage("train", detail):
         # Our MobileNet trains with a free batch size, then its weights go to the batch-1 model.
         trainable = training_copy(config.model, built, mixed_precision=train.mixed_precision)
+        teacher = None
+        if train.teacher is not None:
+            teacher = load_teacher(train.teacher, built.heads, built.input_shape)
         result = train_model(
+            teacher=teacher,
             model=trainable,
             heads=built.heads,
             training=training,
@@ -449,6 +474,67 @@ def train_stage(
     return TrainingOutcome(result, train.data, train.validation), (training, validation)
 
 
+def optimize_stage(
+    *,
+    config: Config,
+    built: BuiltModel,
+    sets: tuple[LabelledImages, LabelledImages] | None,
+    stage: Stage,
+) -> CompressionOutcome:
+    """Prune and cluster `built.model`'s kernels, then (with `optimize.epochs`) fine-tune them
+    under that constraint, learning from the uncompressed model's logits (or `train.teacher`'s)
+    as well as the labels. `built.model` ends compressed: it is what is saved and quantized."""
+    optimize = config.optimize
+    asked = []
+    if any(k for _, k in optimize.clusters):
+        asked.append(f"clusters {', '.join(f'{p}: {k}' for p, k in optimize.clusters)}")
+    if optimize.sparsity:
+        asked.append(f"sparsity {optimize.sparsity:g}")
+    teacher = teacher_source = None
+    with stage("compress", "; ".join(asked)):
+        if optimize.epochs and optimize.distill:
+            if config.train.teacher is not None:
+                teacher = load_teacher(config.train.teacher, built.heads, built.input_shape)
+                teacher_source = display_path(config.train.teacher)
+            else:
+                teacher, _ = model_copies(config.model, built)
+                teacher_source = UNCOMPRESSED_TEACHER
+        compression = compress(built.model, optimize)
+    result = None
+    if optimize.epochs:
+        train = config.train
+        tuning = dataclasses.replace(
+            train,
+            epochs=optimize.epochs,
+            learning_rate=optimize.learning_rate,
+            warmup_epochs=0,
+            freeze_backbone_epochs=0,
+            backbone_learning_rate=1.0,
+            mixed_precision=False,
+            qat=None,
+        )
+        detail = f"{optimize.epochs} epochs, the compression held" + (
+            f", learning from {teacher_source}" if teacher is not None else ""
+        )
+        with stage("fine-tune", detail):
+            trainable = training_copy(config.model, built, mixed_precision=False)
+            training, validation = sets
+            with compression.held(trainable):
+                result = train_model(
+                    model=trainable,
+                    heads=built.heads,
+                    training=training,
+                    validation=validation,
+                    config=tuning,
+                    input_range=config.calibration.input_range,
+                    on_epoch=lambda record: stage.note(_epoch_line(record, optimize.epochs)),
+                    teacher=teacher,
+                )
+            if trainable is not built.model:
+                built.model.set_weights(trainable.get_weights())
+    return CompressionOutcome(compression=compression, fine_tuning=result, teacher=teacher_source)
+
+
 def fine_tune_stage(
     *,
     config: Config,
@@ -456,25 +542,33 @@ def fine_tune_stage(
     sets: tuple[LabelledImages, LabelledImages],
     calibration_pixels,
     stage: Stage,
+    compression: CompressionOutcome | None = None,
 ) -> QatResult:
     """Quantization-aware fine-tuning of a copy of the trained float model; `built.model` keeps
-    the float weights (the .keras file, the float accuracy and post-training quantization)."""
+    the float weights (the .keras file, the float accuracy and post-training quantization). A
+    compressed model stays compressed through it (its constraint is held)."""
     train = config.train
     detail = f"quantization-aware training, {train.qat.epochs} epochs"
     with stage("qat", detail):
         trainable, deployed = model_copies(config.model, built)
         training, validation = sets
-        result = fine_tune(
-            trainable=trainable,
-            deployed=deployed,
-            heads=built.heads,
-            training=training,
-            validation=validation,
-            config=train,
-            calibration_pixels=calibration_pixels,
-            input_range=config.calibration.input_range,
-            on_epoch=lambda record: stage.note(_epoch_line(record, train.qat.epochs)),
+        held = (
+            compression.compression.held(trainable)
+            if compression is not None
+            else contextlib.nullcontext()
         )
+        with held:
+            result = fine_tune(
+                trainable=trainable,
+                deployed=deployed,
+                heads=built.heads,
+                training=training,
+                validation=validation,
+                config=train,
+                calibration_pixels=calibration_pixels,
+                input_range=config.calibration.input_range,
+                on_epoch=lambda record: stage.note(_epoch_line(record, train.qat.epochs)),
+            )
         stage.note(f"{result.training.images_per_second:,.0f} images/s")
     return result
 
