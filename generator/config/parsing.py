@@ -440,9 +440,7 @@ def _temperature(value: float) -> float:
 MAX_CLUSTERS = 256
 
 
-def _parse_optimize(
-    section: OptimizeDocument, train: TrainConfig | None
-) -> OptimizeConfig | None:
+def _parse_optimize(section: OptimizeDocument, train: TrainConfig | None) -> OptimizeConfig | None:
     raw = section.clusters
     if isinstance(raw, dict):
         clusters = tuple((str(pattern), k) for pattern, k in raw.items())

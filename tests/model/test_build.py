@@ -1,11 +1,21 @@
+import re
 from dataclasses import replace
 
 import keras
 import numpy as np
 import pytest
-from conftest import digits_model_config
+from conftest import digits_model_config, small_config
 
-from generator.config.schema import BACKBONES, Head, ModelConfig
+from generator.config.parsing import parse_config
+from generator.config.schema import (
+    BACKBONE_BLOCKS,
+    BACKBONES,
+    STAGES,
+    Head,
+    ModelConfig,
+    backbone_stride,
+    output_stride,
+)
 from generator.errors import UserError
 from generator.model.build import build, build_model
 
@@ -124,3 +134,104 @@ def test_model_file_heads_must_fit_its_outputs(tmp_path, heads, message):
                 path=path,
             )
         )
+
+
+def _strided(model) -> list[str]:
+    return [
+        layer.name
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
+        and tuple(layer.strides) != (1, 1)
+    ]
+
+
+def _features(model) -> str:
+    """The layer whose output the heads' pooling averages."""
+    pooling = model.get_layer("object_logits").input._keras_history.operation
+    return pooling.input._keras_history.operation.name
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_the_block_table_names_each_backbones_strided_blocks(backbone):
+    """BACKBONE_BLOCKS (which model.depth and output_stride read without TensorFlow) against
+    the keras.applications models: the stem and each strided block's depthwise convolution
+    are the stride-2 layers (the block read from the layer's name as build reads it), and
+    every block name is a prefix of layers in the model."""
+    model = build_model(
+        ModelConfig(
+            backbone=backbone,
+            alpha=0.35,
+            input_shape=(64, 64, 3),
+            heads=(Head("object", 2, None),),
+            weights=None,
+            seed=0,
+            output_stride=32,
+        )
+    )
+    blocks = BACKBONE_BLOCKS[backbone]
+    strided = _strided(model)
+    assert len(strided) == STAGES
+    for layer, block in zip(strided[1:], blocks.strided, strict=True):
+        match = re.match(blocks.layers, layer)
+        assert match and int(match[1] or 0) == block, (layer, block)
+    names = [layer.name for layer in model.layers]
+    for name in blocks.names.values():
+        assert any(n.startswith(name + "_") for n in names), name
+
+
+@pytest.mark.parametrize(
+    ("backbone", "depth", "last_layer", "stride"),
+    [
+        ("mobilenet_v1", 4, "conv_pw_11_relu", 16),
+        ("mobilenet_v1", "conv_pw_8", "conv_pw_8_relu", 16),
+        ("mobilenet_v1", 1, "conv_pw_1_relu", 2),
+        ("mobilenet_v2", 3, "block_5_add", 8),
+        ("mobilenet_v2", "block_16", "block_16_project_BN", 32),
+        ("mobilenet_v2", "expanded_conv", "expanded_conv_project_BN", 2),
+        ("mobilenet_v3_small", 1, "conv_bn", 2),
+        ("mobilenet_v3_small", 4, "expanded_conv_7_add", 16),
+        ("mobilenet_v3_large", "expanded_conv_12", "expanded_conv_12_project_bn", 32),
+    ],
+)
+def test_depth_ends_the_backbone_where_it_says(tmp_path, backbone, depth, last_layer, stride):
+    """The pooling follows the named block's output (its Add, where it has one); every layer
+    keeps its Keras name and its weights are the whole backbone's; no layer of a later block
+    is left; the kept stages set the stride."""
+    raw = small_config(
+        tmp_path,
+        model={
+            "backbone": backbone,
+            "alpha": 0.35,
+            "input_shape": [64, 48, 3],
+            "depth": depth,
+            "output_stride": stride,
+        },
+    )
+    config = parse_config(raw, tmp_path, tmp_path / "c.yaml").model
+    assert backbone_stride(config) == stride
+    model = build_model(config)
+    features = _features(model)
+    # V3's activations after a convolution are named by Keras itself: step over one
+    if last_layer == "conv_bn":
+        assert model.get_layer(features).input._keras_history.operation.name == "conv_bn"
+    else:
+        assert features == last_layer
+    whole = build_model(replace(config, last_block=None, output_stride=32))
+    whole_names = {layer.name for layer in whole.layers}
+    kept = [layer for layer in model.layers if layer.weights and "_logits" not in layer.name]
+    assert kept and all(layer.name in whole_names for layer in kept)
+    assert len(_strided(model)) == round(np.log2(stride))
+    for layer in kept:
+        for mine, theirs in zip(layer.weights, whole.get_layer(layer.name).weights, strict=True):
+            assert np.array_equal(mine.numpy(), theirs.numpy())  # same seed, same arrays
+    assert model.count_params() < whole.count_params()
+
+
+def test_depth_and_output_stride_auto_keep_a_3_pixel_feature_map(tmp_path):
+    """At 32×32 the whole V1 backbone is relaxed to stride 8; ended after stage 3 (stride 8)
+    it needs no relaxing, and after stage 4 it is relaxed from 16 to 8."""
+    for depth, kept, strided in ((3, 8, 3), (4, 16, 3)):
+        raw = small_config(tmp_path, model={"input_shape": [32, 32, 1], "depth": depth})
+        config = parse_config(raw, tmp_path, tmp_path / "c.yaml").model
+        assert (backbone_stride(config), output_stride(config)) == (kept, 8)
+        assert len(_strided(build_model(config))) == strided
