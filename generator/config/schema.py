@@ -347,6 +347,14 @@ def backbone_stride(config: ModelConfig) -> int:
     return BACKBONE_BLOCKS[config.backbone].stride(config.last_block)
 
 
+def ending_block(config: ModelConfig) -> str | None:
+    """The block `model.depth` ends the backbone after (`stem` for the stem alone); None for
+    a whole backbone or a model file."""
+    if config.last_block is None:
+        return None
+    return BACKBONE_BLOCKS[config.backbone].names.get(config.last_block, "stem")
+
+
 def output_stride(config: ModelConfig) -> int:
     """The backbone's total downsampling: `model.output_stride`, or for `auto` the largest of
     the kept stages' stride (32 for a whole backbone), half that, ... that leaves the last

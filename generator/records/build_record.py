@@ -40,6 +40,7 @@ from generator.config.schema import (
     CalibrationConfig,
     Config,
     TrainConfig,
+    ending_block,
     imagenet_scaled,
     output_stride,
 )
@@ -157,6 +158,7 @@ def quantization_info(
             "backbone": config.model.backbone,
             "alpha": config.model.alpha,
             "output_stride": output_stride(config.model) if config.model.backbone else None,
+            "depth": ending_block(config.model),
             "input_shape": list(model_input.shape[1:]),
             "parameters": built.model.count_params(),
             "tflite_bytes": len(content),

@@ -22,9 +22,9 @@ from generator.support.text import display_path, first_line
 # an older generator and is refused. Build 4, compare 2 and sweep 2 name the runtime that stood
 # for a Cortex-M (TensorFlow Lite Micro, or LiteRT's reference kernels where it is not
 # installed); every older record came from TensorFlow Lite Micro.
-BUILD_SCHEMA_VERSION = 5
+BUILD_SCHEMA_VERSION = 6
 COMPARE_SCHEMA_VERSION = 2
-SWEEP_SCHEMA_VERSION = 2
+SWEEP_SCHEMA_VERSION = 3
 
 BUILD_SUFFIX = "_quantization_info.json"
 COMPARE_SUFFIX = "_compare.json"
@@ -150,6 +150,46 @@ def _upgrade_build_from_4(info: dict, path: Path, fix: str) -> dict:
     return {**info, "model": model, "training": training, "schema_version": 5}
 
 
+def _upgrade_build_from_5(info: dict, path: Path, fix: str) -> dict:
+    """Builds before model.depth, optimize and Vela's weight bytes: whole backbones, kernels
+    as trained, the encoder's figures not read."""
+    model = info.get("model")
+    if isinstance(model, dict):
+        model = {"depth": None, **model}
+    vela = info.get("vela")
+    if isinstance(vela, dict):
+        vela = {
+            key: {"original_weight_bytes": None, "encoded_weight_bytes": None, **target}
+            if isinstance(target, dict)
+            else target
+            for key, target in vela.items()
+        }
+    boards = info.get("boards")
+    if isinstance(boards, dict):
+        boards = {
+            key: {
+                **board,
+                "placements": [
+                    {"encoded_weight_bytes": None, **placement}
+                    if isinstance(placement, dict)
+                    else placement
+                    for placement in board.get("placements") or []
+                ],
+            }
+            if isinstance(board, dict)
+            else board
+            for key, board in boards.items()
+        }
+    return {
+        "optimize": None,
+        **info,
+        "model": model,
+        "vela": vela,
+        "boards": boards,
+        "schema_version": 6,
+    }
+
+
 def _upgrade_compare_from_1(info: dict, path: Path, fix: str) -> dict:
     return {**info, "micro": dict(_FROM_TFLM), "schema_version": 2}
 
@@ -166,11 +206,32 @@ def _upgrade_sweep_from_1(info: dict, path: Path, fix: str) -> dict:
     return {**info, "variants": variants, "schema_version": 2}
 
 
+def _upgrade_sweep_from_2(info: dict, path: Path, fix: str) -> dict:
+    """Sweeps before Vela's weight bytes and every placement's latency were listed."""
+    variants = info.get("variants")
+    if isinstance(variants, list):
+        variants = [
+            {
+                **row,
+                "targets": {
+                    key: {"encoded_weight_bytes": None, "placements_ms": {}, **target}
+                    for key, target in (row.get("targets") or {}).items()
+                },
+            }
+            if isinstance(row, dict)
+            else row
+            for row in variants
+        ]
+    return {**info, "variants": variants, "schema_version": 3}
+
+
 # (kind, version) -> the function that makes the next version of such a record.
 _UPGRADES = {
     ("build", 2): _upgrade_build_from_2,
     ("build", 3): _upgrade_build_from_3,
     ("build", 4): _upgrade_build_from_4,
+    ("build", 5): _upgrade_build_from_5,
     ("compare", 1): _upgrade_compare_from_1,
     ("sweep", 1): _upgrade_sweep_from_1,
+    ("sweep", 2): _upgrade_sweep_from_2,
 }

@@ -63,7 +63,9 @@ def _target(key: str, vela: dict, boards: dict) -> dict:
             "sram_kib": vela["sram_needed_bytes"] / 1024,
             "flash_kib": vela["off_chip_needed_bytes"] / 1024,
             "inference_time_ms": vela["inference_time_ms"],
+            "placements_ms": {vela["memory_mode"]: vela["inference_time_ms"]},
             "compiled_bytes": vela["vela_tflite_bytes"],
+            "encoded_weight_bytes": vela["encoded_weight_bytes"],
             "fits": None,
         }
     chosen_mode = board["recommended"] or board["memory_mode"]
@@ -73,7 +75,9 @@ def _target(key: str, vela: dict, boards: dict) -> dict:
         "sram_kib": chosen["sram_needed_bytes"] / 1024,
         "flash_kib": chosen["flash_needed_bytes"] / 1024,
         "inference_time_ms": chosen["inference_time_ms"],
+        "placements_ms": {p["memory_mode"]: p["inference_time_ms"] for p in board["placements"]},
         "compiled_bytes": chosen["model_bytes"],
+        "encoded_weight_bytes": chosen["encoded_weight_bytes"],
         "fits": board["recommended"] is not None,
     }
 

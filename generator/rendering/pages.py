@@ -63,6 +63,8 @@ def _environment(*, html: bool) -> jinja2.Environment:
         "folded_layers": folded_layers,
         "pretrained_text": pretrained_text,
         "fine_tuning_text": fine_tuning_text,
+        "optimize_text": optimize_text,
+        "backbone_text": backbone_text,
     }
     return environment
 
@@ -109,6 +111,43 @@ def fine_tuning_text(training: dict) -> str:
     if training["mixed_precision"]:
         text += " Computed in mixed precision (float16, with float32 weights and logits)."
     return text.strip()
+
+
+def backbone_text(model: dict) -> str:
+    """Our backbone in a few words: `mobilenet_v1 (alpha 0.25, output stride 8)`, and where
+    `model.depth` ended it."""
+    text = f"{model['backbone']} (alpha {model['alpha']}, output stride {model['output_stride']}"
+    if model["depth"] is not None:
+        text += f", ended after {model['depth']}"
+    return text + ")"
+
+
+def optimize_text(optimize: dict) -> str:
+    """What `optimize` did to the weights and how they were fine-tuned, from the record."""
+    asked = [
+        f"{rule['clusters']} values per kernel for layers matching `{rule['layers']}`"
+        if rule["clusters"]
+        else f"no clustering for `{rule['layers']}`"
+        for rule in optimize["clusters"]
+    ]
+    if optimize["sparsity"]:
+        layers = ", ".join(f"`{p}`" for p in optimize["sparsity_layers"])
+        asked.append(f"{optimize['sparsity']:.0%} of each kernel's weights set to 0 ({layers})")
+    text = f"Kernels compressed for the NPU's weight encoder: {'; '.join(asked)}."
+    run = optimize["fine_tuning"]
+    if run is None:
+        return text + " Not fine-tuned afterwards (optimize.epochs is 0)."
+    text += (
+        f" Then fine-tuned for {run['epochs_run']} epochs at a peak learning rate of "
+        f"{run['learning_rate']:g}, every kernel held to its clusters and zeros after each "
+        f"step; the model of epoch {run['best_epoch']} (lowest validation loss) is kept."
+    )
+    if run["teacher"]:
+        text += (
+            f" It learned from {run['teacher']}'s logits as well as the labels (teacher weight "
+            f"{run['distillation_weight']:g}, temperature {run['temperature']:g})."
+        )
+    return text
 
 
 _MARKDOWN = _environment(html=False)

@@ -12,7 +12,15 @@ from generator.records.sweep_record import head_names, target_keys
 def sweep_csv(info: dict) -> str:
     """One row per variant, in ranked order; empty cells where a figure does not apply."""
     targets, heads = target_keys(info), head_names(info)
-    fields = ["placement", "sram_kib", "flash_kib", "inference_time_ms", "compiled_bytes", "fits"]
+    fields = [
+        "placement",
+        "sram_kib",
+        "flash_kib",
+        "inference_time_ms",
+        "compiled_bytes",
+        "encoded_weight_bytes",
+        "fits",
+    ]
     header = [
         "name",
         "status",
