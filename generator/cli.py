@@ -172,6 +172,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _validate(args: argparse.Namespace) -> int:
     """Check what a build would need: the config and usable images, without TensorFlow."""
+    from generator.config.schema import describe_optimize, ending_block
     from generator.data.images import find_images, select_images
 
     config = _config(args)
@@ -190,6 +191,7 @@ def _validate(args: argparse.Namespace) -> int:
         if config.model.path
         else f"{config.model.backbone} alpha {config.model.alpha}, "
         f"input {'x'.join(map(str, shape))}"
+        + (f", ended after {block}" if (block := ending_block(config.model)) else "")
     )
     targets = ", ".join(
         (f"{t.board.name}: " if t.board else "")
@@ -201,6 +203,7 @@ def _validate(args: argparse.Namespace) -> int:
         f"  model: {model}, heads {heads or 'named from the file'}\n"
         f"  calibration: {found} image files in {config.calibration.data}\n"
         + "".join(f"  {line}\n" for line in _check_labelled_sets(config))
+        + (f"  optimize: {describe_optimize(config.optimize)}\n" if config.optimize else "")
         + f"  targets: {targets}\n"
         f"  output: {config.output.dir / config.name}"
     )

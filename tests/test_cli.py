@@ -71,7 +71,7 @@ def test_quantization_info_is_read_back_from_the_artifacts(small_build):
     info = json.loads((out / "small_quantization_info.json").read_text())
     content = (out / "small.tflite").read_bytes()
     tflite = read_tflite(content)
-    assert info["schema_version"] == 5
+    assert info["schema_version"] == 6
     assert info["fully_quantized"] is True
     assert info["float32_tensors"] == 0
     dtype_keys = [k for k in info if k.endswith("_tensors") and k != "total_tensors"]

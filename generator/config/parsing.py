@@ -206,7 +206,15 @@ def _parse_depth(value: Any, backbone: str) -> int | None:
             if value == name:
                 return block
     names = list(blocks.names.values())
-    suggestion = nearest(str(value), names) if isinstance(value, str) else None
+    suggestion = None
+    if isinstance(value, str):
+        numbered = re.fullmatch(r"(.*_)(\d+)", value)
+        same_kind = [
+            (abs(block - int(numbered[2])), name)
+            for block, name in blocks.names.items()
+            if numbered and name.startswith(numbered[1]) and name[len(numbered[1]) :].isdigit()
+        ]
+        suggestion = min(same_kind)[1] if same_kind else nearest(value, names)
     raise UserError(
         f"model.depth: {value!r} is no stage count or {backbone} block: use 1 to {STAGES} "
         f"stages, or a block from {names[0]} to {names[-1]}"

@@ -347,6 +347,17 @@ def backbone_stride(config: ModelConfig) -> int:
     return BACKBONE_BLOCKS[config.backbone].stride(config.last_block)
 
 
+def describe_optimize(optimize: OptimizeConfig) -> str:
+    """`optimize` in a few words: `clusters *_logits: 0, *: 16; sparsity 0.5`."""
+    asked = []
+    if any(k for _, k in optimize.clusters):
+        asked.append(f"clusters {', '.join(f'{p}: {k}' for p, k in optimize.clusters)}")
+    if optimize.sparsity:
+        asked.append(f"sparsity {optimize.sparsity:g}")
+    tuning = f"{optimize.epochs} epochs fine-tuning" if optimize.epochs else "no fine-tuning"
+    return "; ".join([*asked, tuning])
+
+
 def ending_block(config: ModelConfig) -> str | None:
     """The block `model.depth` ends the backbone after (`stem` for the stem alone); None for
     a whole backbone or a model file."""

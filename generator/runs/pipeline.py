@@ -31,7 +31,7 @@ from generator.analysis.placement import (
     judge_placements,
 )
 from generator.analysis.verify import verify
-from generator.config.schema import Config, Head, output_stride
+from generator.config.schema import Config, Head, describe_optimize, ending_block, output_stride
 from generator.data.calibration import load_calibration_set
 from generator.data.labelled import (
     PROGRESS_EVERY,
@@ -421,6 +421,8 @@ def _describe_model(config: Config) -> str:
     if model.pretrained is not None:
         source = model.pretrained if isinstance(model.pretrained, str) else model.pretrained.name
         described += f", backbone from {source}"
+    if (block := ending_block(model)) is not None:
+        described += f", ended after {block}"
     return described
 
 
@@ -485,13 +487,8 @@ def optimize_stage(
     under that constraint, learning from the uncompressed model's logits (or `train.teacher`'s)
     as well as the labels. `built.model` ends compressed: it is what is saved and quantized."""
     optimize = config.optimize
-    asked = []
-    if any(k for _, k in optimize.clusters):
-        asked.append(f"clusters {', '.join(f'{p}: {k}' for p, k in optimize.clusters)}")
-    if optimize.sparsity:
-        asked.append(f"sparsity {optimize.sparsity:g}")
     teacher = teacher_source = None
-    with stage("compress", "; ".join(asked)):
+    with stage("compress", describe_optimize(optimize)):
         if optimize.epochs and optimize.distill:
             if config.train.teacher is not None:
                 teacher = load_teacher(config.train.teacher, built.heads, built.input_shape)

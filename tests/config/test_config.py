@@ -136,6 +136,48 @@ def test_override_creates_a_missing_section():
             },
             "heads' rate in",
         ),
+        ({"model": {"depth": 0}}, "model.depth: 0 is no stage count or mobilenet_v1 block: use 1"),
+        (
+            {"model": {"depth": "conv_pw_14"}},
+            "from conv_pw_1 to conv_pw_13 .did you mean conv_pw_13?.",
+        ),
+        (
+            {"model": {"backbone": "mobilenet_v2", "depth": "conv_pw_3"}},
+            "from expanded_conv to block_16",
+        ),
+        ({"model": {"depth": 3, "output_stride": 16}}, "more than the 8 that model.depth 3 leaves"),
+        ({"optimize": {"clusters": 1}}, "optimize.clusters: 1 must be 0 .off. or"),
+        ({"optimize": {"clusters": {"conv*": 300}}}, "optimize.clusters.conv.: 300 must be"),
+        ({"optimize": {"sparsity": 1.0}}, r"optimize.sparsity: 1.0 must be in .0, 1\)"),
+        ({"optimize": {"clusters": 8}}, "optimize.epochs: fine-tuning needs labelled images"),
+        ({"optimize": {"clusters": 8, "epochs": 0, "learning_rate": -1}}, "must be > 0"),
+        (
+            {
+                "train": {
+                    "data": str(REPO / "representative_data/digits/train.csv"),
+                    "teacher": "nowhere.keras",
+                }
+            },
+            "train.teacher: .*nowhere",
+        ),
+        (
+            {
+                "train": {
+                    "data": str(REPO / "representative_data/digits/train.csv"),
+                    "distillation_weight": 1.5,
+                }
+            },
+            "train.distillation_weight: 1.5 must be in .0, 1.$",
+        ),
+        (
+            {
+                "train": {
+                    "data": str(REPO / "representative_data/digits/train.csv"),
+                    "temperature": 0,
+                }
+            },
+            "train.temperature: 0.0 must be in",
+        ),
         ({"calibration": {"data": "nowhere"}}, "calibration.data: folder"),
         ({"calibration": {"input_range": [-1, 1]}}, "zero point at 127.5"),
         ({"calibration": {"input_range": [0.5, 1]}}, "include 0"),

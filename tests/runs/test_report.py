@@ -72,9 +72,35 @@ def _before_output_stride(info: dict) -> dict:
     return {**info, "schema_version": 2, "model": model}
 
 
+def _without_weight_bytes(info: dict, drop: bool) -> dict:
+    """The record with Vela's weight bytes left out (`drop`) or set to None, as upgrading a
+    record from before schema_version 6 gives them."""
+    gone = ("original_weight_bytes", "encoded_weight_bytes")
+
+    def strip(entry: dict) -> dict:
+        kept = {k: v for k, v in entry.items() if k not in gone}
+        return kept if drop else {**kept, **{k: None for k in gone if k in entry}}
+
+    boards = {
+        key: {**board, "placements": [strip(p) for p in board["placements"]]}
+        for key, board in info["boards"].items()
+    }
+    return {**info, "vela": {k: strip(v) for k, v in info["vela"].items()}, "boards": boards}
+
+
+def _as_version_5(info: dict) -> dict:
+    """The record as builds before schema_version 6 wrote it: no model.depth, no optimize, no
+    weight bytes from Vela."""
+    info = _without_weight_bytes(info, drop=True)
+    model = {k: v for k, v in info["model"].items() if k != "depth"}
+    rest = {k: v for k, v in info.items() if k != "optimize"}
+    return {**rest, "schema_version": 5, "model": model}
+
+
 def _as_version_4(info: dict) -> dict:
     """The record as builds before schema_version 5 wrote it: no pretrained start, no frozen
     epochs."""
+    info = _as_version_5(info)
     model = {k: v for k, v in info["model"].items() if k != "pretrained"}
     training = info["training"] and {
         k: v
@@ -93,30 +119,34 @@ def _as_version_3(info: dict) -> dict:
 
 
 @needs_tflm  # older records all came from TFLite Micro: the pages match only a build that did
-@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("version", [2, 3, 4, 5])
 def test_a_complete_older_record_is_upgraded(demo_sized_build, tmp_path, version):
-    """Records of versions 2 (with every field of version 3), 3 and 4 render as version 5."""
+    """Records of versions 2 (with every field of version 3), 3, 4 and 5 render as version 6
+    does without Vela's weight bytes (which older builds did not read)."""
+    current = json.loads((demo_sized_build / FILES[0]).read_text())
+    expected = _copy(demo_sized_build, tmp_path / "expected")
+    (expected / FILES[0]).write_text(json.dumps(_without_weight_bytes(current, drop=False)))
+    assert main(["report", str(expected)]) == 0
     folder = _copy(demo_sized_build, tmp_path / "copy")
     record = folder / FILES[0]
-    current = json.loads(record.read_text())
-    older = _as_version_4(current) if version == 4 else _as_version_3(current)
+    older = {4: _as_version_4, 5: _as_version_5}.get(version, _as_version_3)(current)
     older = {**older, "schema_version": version}
     record.write_text(json.dumps(older))
     for page in FILES[1:]:
         (folder / page).unlink()
     assert main(["report", str(folder)]) == 0
     for page in FILES[1:]:
-        assert (folder / page).read_bytes() == (demo_sized_build / page).read_bytes(), page
+        assert (folder / page).read_bytes() == (expected / page).read_bytes(), page
     assert json.loads(record.read_text()) == older  # the record itself is as it was
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (_older, "has schema_version 1, this generator renders schema_version 5"),
+        (_older, "has schema_version 1, this generator renders schema_version 6"),
         (lambda info: [info], "has schema_version None"),
-        (_cut, "does not follow schema_version 5 (UndefinedError: 'dict object' has no attribute"),
-        (_retyped, "does not follow schema_version 5 (UndefinedError"),
+        (_cut, "does not follow schema_version 6 (UndefinedError: 'dict object' has no attribute"),
+        (_retyped, "does not follow schema_version 6 (UndefinedError"),
         (_before_output_stride, "schema_version 2 record from before model.output_stride was"),
     ],
 )

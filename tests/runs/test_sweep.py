@@ -63,7 +63,7 @@ def sweep(tmp_path_factory):
 
 def test_every_variant_is_a_build_and_failures_are_recorded(sweep):
     _, out, info, run = sweep
-    assert info["schema_version"] == 2 and info["name"] == "small"
+    assert info["schema_version"] == 3 and info["name"] == "small"
     assert info["grid"] == {
         "model.alpha": [0.25, 0.5],
         "model.input_shape": [[32, 32, 3], [40, 40, 3]],
@@ -116,6 +116,11 @@ def test_figures_are_read_from_each_variant(sweep):
             assert target["inference_time_ms"] == pytest.approx(float(vela["inference_time"]) * 1e3)
             compiled = folder / fastest["folder"] / f"{name}_vela.tflite"
             assert target["compiled_bytes"] == compiled.stat().st_size
+            encoded = int(float(vela["total_npu_encoded_weights"]))
+            assert target["encoded_weight_bytes"] == encoded
+            assert target["placements_ms"] == {
+                p["memory_mode"]: p["inference_time_ms"] for p in board["placements"]
+            }
             assert target["sram_kib"] * 1024 == fastest["sram_needed_bytes"]
         assert row["accuracy"] is None  # untrained: fidelity instead
         assert set(row["fidelity"]) == {"object", "light"}
@@ -284,3 +289,19 @@ def test_report_renders_a_sweep_again_from_its_json(sweep):
     run = run_cli("report", str(out))
     assert run.returncode == 0, run.stderr
     assert {name: (out / name).read_text() for name in pages} == pages  # the same, from the JSON
+
+
+def test_a_sweep_record_from_before_weight_bytes_is_upgraded(sweep, tmp_path):
+    """A version-2 sweep.json (no encoded weight bytes, one latency per target) still renders:
+    those cells are left out."""
+    out = tmp_path / "old_sweep"
+    shutil.copytree(sweep[1], out)
+    info = json.loads((out / "sweep.json").read_text())
+    for row in info["variants"]:
+        for target in row["targets"].values():
+            del target["encoded_weight_bytes"], target["placements_ms"]
+    (out / "sweep.json").write_text(json.dumps({**info, "schema_version": 2}))
+    run = run_cli("report", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "B encoded" not in (out / "sweep.md").read_text()
+    assert "B encoded" in (sweep[1] / "sweep.md").read_text()
