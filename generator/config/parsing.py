@@ -226,6 +226,11 @@ def _parse_pretrained(value: str, backbone: str, alpha: float, base: Path) -> st
     """`imagenet` where Keras publishes weights for the backbone and alpha, or a .h5 / .keras
     file that exists (whether it fits the architecture is checked when it is read)."""
     if value == IMAGENET:
+        if backbone not in IMAGENET_WEIGHTS:
+            raise UserError(
+                f"model.pretrained: Keras publishes no ImageNet weights for {backbone}: train "
+                "it from scratch, or start it from another build's .keras"
+            )
         alphas, _ = IMAGENET_WEIGHTS[backbone]
         if alpha not in alphas:
             closest = min(alphas, key=lambda published: (abs(published - alpha), -published))

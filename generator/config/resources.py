@@ -33,7 +33,8 @@ A is the number of float values every layer of the float Keras model outputs for
 (BatchNormalization and activation layers count on their own, as Keras keeps their outputs).
 For our backbones, A ≤ P × (a + b·alpha), and the parameters are at most c + d·alpha² plus the
 heads' Dense layers (features × (classes + 1) each). The constants bound what keras.applications
-builds at 64×64 and 224×224 for alpha 0.05 to 4 (measured: sum of every layer's output size):
+(and generator/model/mobilenet_v4.py) builds at 64×64 and 224×224 for alpha 0.05 to 4
+(measured: sum of every layer's output size):
 
 | backbone | a | b | measured A / P at alpha 0.25, 1, 4 | c | d | features |
 |---|---|---|---|---|---|---|
@@ -41,6 +42,8 @@ builds at 64×64 and 224×224 for alpha 0.05 to 4 (measured: sum of every layer'
 | mobilenet_v2 | 120 | 440 | 157, 439, 1745 | 250,000 | 2.3 M | 1280·max(1, alpha) |
 | mobilenet_v3_small | 48 | 90 | 58, 109, 366 | 100,000 | 0.95 M | 576·alpha (at least 48) |
 | mobilenet_v3_large | 100 | 290 | 135, 315, 1162 | 250,000 | 3.0 M | 960·alpha (at least 48) |
+| mobilenet_v4_conv_small | 12 | 116 | 29, 115, 461 | 30,000 | 1.26 M | 960·alpha (at least 48) |
+| mobilenet_v4_conv_medium | 30 | 332 | 90, 330, 1321 | 300,000 | 7.0 M | 960·alpha (at least 48) |
 
 MobileNetV2's constant is large because its expanded layers are 6× wider and its channels
 never drop below 8; MobileNetV1's first convolution runs at H/2×W/2 with 32·alpha channels.
@@ -88,6 +91,8 @@ _BACKBONES = {
     "mobilenet_v2": (120, 440, 250_000, 2.3e6, 1280, 1280),
     "mobilenet_v3_small": (48, 90, 100_000, 0.95e6, 576, 48),
     "mobilenet_v3_large": (100, 290, 250_000, 3.0e6, 960, 48),
+    "mobilenet_v4_conv_small": (12, 116, 30_000, 1.26e6, 960, 48),
+    "mobilenet_v4_conv_medium": (30, 332, 300_000, 7.0e6, 960, 48),
 }
 
 # Where the cgroup (v2, then v1) states the container's memory limit.

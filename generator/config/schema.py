@@ -16,7 +16,14 @@ if TYPE_CHECKING:
     from generator.config.boards import Board
     from generator.config.resources import Workload
 
-BACKBONES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+BACKBONES = (
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "mobilenet_v4_conv_small",
+    "mobilenet_v4_conv_medium",
+)
 
 
 # Vela 5.x `--accelerator-config` choices (`vela --help`); tests check this list against Vela.
@@ -87,7 +94,7 @@ MAX_WHOLE_NUMBER = 2**31 - 1
 OUTPUT_STRIDES = (1, 2, 4, 8, 16, 32)
 
 
-FULL_STRIDE = 32  # five stride-2 stages in every keras.applications MobileNet
+FULL_STRIDE = 32  # five stride-2 stages in every MobileNet
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,12 @@ BACKBONE_BLOCKS = {
         {0: "expanded_conv", **{n: f"expanded_conv_{n}" for n in range(1, 15)}},
         r"expanded_conv_(?:(\d+)_)?",
         (1, 3, 6, 12),
+    ),
+    "mobilenet_v4_conv_small": BackboneBlocks(
+        {n: f"block_{n}" for n in range(16)}, r"block_(\d+)(?:_|$)", (0, 2, 4, 10)
+    ),
+    "mobilenet_v4_conv_medium": BackboneBlocks(
+        {n: f"block_{n}" for n in range(22)}, r"block_(\d+)(?:_|$)", (0, 1, 3, 11)
     ),
 }
 

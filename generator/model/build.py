@@ -24,6 +24,7 @@ latency are Vela's estimates:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -45,6 +46,7 @@ from generator.config.schema import (
 from generator.errors import UserError
 from generator.model.keras_file import first_sentence, load_keras_file
 from generator.model.layers import all_layers
+from generator.model.mobilenet_v4 import mobilenet_v4
 from generator.model.pretrained import PretrainedWeights, load_pretrained
 
 _BACKBONES = {
@@ -52,6 +54,8 @@ _BACKBONES = {
     "mobilenet_v2": (keras.applications.MobileNetV2, {}),
     "mobilenet_v3_small": (keras.applications.MobileNetV3Small, {"include_preprocessing": False}),
     "mobilenet_v3_large": (keras.applications.MobileNetV3Large, {"include_preprocessing": False}),
+    "mobilenet_v4_conv_small": (functools.partial(mobilenet_v4, "conv_small"), {}),
+    "mobilenet_v4_conv_medium": (functools.partial(mobilenet_v4, "conv_medium"), {}),
 }
 
 INPUT_NAME = "image"

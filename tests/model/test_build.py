@@ -191,6 +191,8 @@ def test_the_block_table_names_each_backbones_strided_blocks(backbone):
         ("mobilenet_v3_small", 1, "conv_bn", 2),
         ("mobilenet_v3_small", 4, "expanded_conv_7_add", 16),
         ("mobilenet_v3_large", "expanded_conv_12", "expanded_conv_12_project_bn", 32),
+        ("mobilenet_v4_conv_small", 3, "block_3_relu", 8),
+        ("mobilenet_v4_conv_medium", "block_10", "block_10_add", 16),
     ],
 )
 def test_depth_ends_the_backbone_where_it_says(tmp_path, backbone, depth, last_layer, stride):
