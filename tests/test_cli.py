@@ -289,7 +289,7 @@ def test_real_exit_code_for_a_bad_config(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
         "error: model.backbone: 'mobilenet_v9' is not one of mobilenet_v1, mobilenet_v2, "
-        "mobilenet_v3_small, mobilenet_v3_large"
+        "mobilenet_v3_small, mobilenet_v3_large, mobilenet_v4_conv_small, mobilenet_v4_conv_medium"
     ]
 
 
