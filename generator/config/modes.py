@@ -9,12 +9,14 @@ from generator.errors import UserError
 
 def _default_compare_modes(config: Config) -> tuple[str, ...]:
     """Every mode the config can make: `qat` needs training data, `mixed` layers named in
-    quantization.keep_float or quantization.int16."""
+    quantization.keep_float or quantization.int16, `optimized` an `optimize:` section."""
     modes = [*MODES]
     if config.train is not None:
         modes.append("qat")
     if config.quantization.keep_float or config.quantization.int16:
         modes.append("mixed")
+    if config.optimize is not None:
+        modes.append("optimized")
     return tuple(modes)
 
 
@@ -40,5 +42,11 @@ def compare_modes(text: str | None, config: Config) -> tuple[str, ...]:
             "--modes: mixed keeps the layers quantization.keep_float names float and gives those "
             "quantization.int16 names 16-bit activations, and the config names none: name some "
             "or leave mixed out"
+        )
+    if "optimized" in modes and config.optimize is None:
+        raise UserError(
+            "--modes: optimized prunes and clusters the weights as optimize: says, and the "
+            "config has no optimize: section (or one that compresses nothing): add one or leave "
+            "optimized out"
         )
     return modes

@@ -171,9 +171,10 @@ HOST_MODES = ("dynamic_range", "float16", "float32")
 MODES = DEPLOYABLE_MODES + HOST_MODES
 
 
-# `compare` also makes `qat` (fine-tuned, then full_integer) and `mixed` (full_integer with the
-# layers quantization.keep_float names kept float and those quantization.int16 names at 16 bits).
-COMPARE_MODES = (*MODES, "qat", "mixed")
+# `compare` also makes `qat` (fine-tuned, then full_integer), `mixed` (full_integer with the
+# layers quantization.keep_float names kept float and those quantization.int16 names at 16 bits)
+# and `optimized` (the config's `optimize:` applied to a copy, then full_integer).
+COMPARE_MODES = (*MODES, "qat", "mixed", "optimized")
 
 
 @dataclass(frozen=True)

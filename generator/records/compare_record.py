@@ -98,6 +98,7 @@ def _target_info(vela) -> dict:
         "flash_kib": vela.flash_kib,
         "dram_kib": vela.dram_kib,
         "inference_time_ms": vela.inference_time_ms,
+        "encoded_weight_bytes": vela.encoded_weight_bytes,
     }
 
 

@@ -23,7 +23,7 @@ from generator.support.text import display_path, first_line
 # for a Cortex-M (TensorFlow Lite Micro, or LiteRT's reference kernels where it is not
 # installed); every older record came from TensorFlow Lite Micro.
 BUILD_SCHEMA_VERSION = 6
-COMPARE_SCHEMA_VERSION = 2
+COMPARE_SCHEMA_VERSION = 3
 SWEEP_SCHEMA_VERSION = 3
 
 BUILD_SUFFIX = "_quantization_info.json"
@@ -194,6 +194,27 @@ def _upgrade_compare_from_1(info: dict, path: Path, fix: str) -> dict:
     return {**info, "micro": dict(_FROM_TFLM), "schema_version": 2}
 
 
+def _upgrade_compare_from_2(info: dict, path: Path, fix: str) -> dict:
+    """Comparisons before Vela's encoded weight bytes were listed per mode and target."""
+    modes = info.get("modes")
+    if isinstance(modes, list):
+        modes = [
+            {
+                **row,
+                "vela": {
+                    key: {"encoded_weight_bytes": None, **figures}
+                    if "error" not in figures
+                    else figures
+                    for key, figures in row["vela"].items()
+                },
+            }
+            if isinstance(row, dict) and isinstance(row.get("vela"), dict)
+            else row
+            for row in modes
+        ]
+    return {**info, "modes": modes, "schema_version": 3}
+
+
 def _upgrade_sweep_from_1(info: dict, path: Path, fix: str) -> dict:
     variants = info.get("variants")
     if isinstance(variants, list):
@@ -232,6 +253,7 @@ _UPGRADES = {
     ("build", 4): _upgrade_build_from_4,
     ("build", 5): _upgrade_build_from_5,
     ("compare", 1): _upgrade_compare_from_1,
+    ("compare", 2): _upgrade_compare_from_2,
     ("sweep", 1): _upgrade_sweep_from_1,
     ("sweep", 2): _upgrade_sweep_from_2,
 }

@@ -6,7 +6,8 @@ reference the others are measured against. Then, per mode: convert, write the .t
 tensor types back, time it in LiteRT, compile it with Vela for every target (deployable modes
 only), find its TFLite Micro arena (where TFLite Micro runs it), and score it on the images.
 
-- Deployable modes (`full_integer`, `int16x8`, `qat`, `mixed`) are compiled with Vela, which is
+- Deployable modes (`full_integer`, `int16x8`, `qat`, `mixed`, `optimized`) are compiled with
+  Vela, which is
   allowed to put operators on the CPU here: the NPU/CPU split is a result, not a failure.
 - Host modes (`dynamic_range`, `float16`, `float32`) keep float operators that no Ethos-U runs:
   Vela is not run for them and the row says why, rather than reporting a "compiled" model with
@@ -55,10 +56,10 @@ from generator.engines.micro import (
 from generator.engines.tflite_file import read_tflite
 from generator.engines.vela import VelaResult, compile_for_target
 from generator.errors import UserError, VerificationError
-from generator.model.build import BuiltModel, build
+from generator.model.build import BuiltModel, build, model_copies
 from generator.quantization.convert import convert_to_tflite
 from generator.records.compare_record import compare_info
-from generator.runs.pipeline import fine_tune_stage, train_stage
+from generator.runs.pipeline import fine_tune_stage, optimize_stage, train_stage
 from generator.runs.publish import COMPARISON_FOLDER, publish_comparison, staged
 from generator.runs.report import write_compare_report
 from generator.support.files import is_write_failure
@@ -120,6 +121,10 @@ def _compare_into(folder: Path, config: Config, modes: tuple[str, ...], stage):
             calibration_pixels=calibration.calibration,
             stage=stage,
         ).model
+    optimized = None
+    if "optimized" in modes:
+        optimized = BuiltModel(model_copies(config.model, built)[1], built.heads, built.input_shape)
+        optimize_stage(config=config, built=optimized, sets=sets, stage=stage)
     images, labels, source = calibration.held_out, None, "held-out calibration images"
     if config.evaluation is not None:
         with stage("data", f"evaluation images from {display_path(config.evaluation.data)}"):
@@ -134,11 +139,12 @@ def _compare_into(folder: Path, config: Config, modes: tuple[str, ...], stage):
         if mode != "mixed":
             quantization = dataclasses.replace(
                 quantization,
-                mode="full_integer" if mode == "qat" else mode,
+                mode="full_integer" if mode in ("qat", "optimized") else mode,
                 keep_float=(),
                 int16=(),
             )
-        model = qat_model if mode == "qat" else built.model
+        made = {"qat": qat_model, "optimized": optimized and optimized.model}
+        model = made.get(mode, built.model)
         return convert_to_tflite(
             model, calibration.calibration, input_range, quantization, heads=heads
         )

@@ -11,6 +11,7 @@ from conftest import (
     MICRO,
     TFLM_INSTALLED,
     digits_config,
+    evaluated_digits_config,
     micro_by_hand,
     small_config,
     write_config,
@@ -92,6 +93,7 @@ def test_vela_figures_are_vela_s_own(comparison):
                     {k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(handle)
                 ]
             assert figures["sram_kib"] == float(row["sram_memory_used"])
+            assert figures["encoded_weight_bytes"] == int(float(row["total_npu_encoded_weights"]))
             assert figures["inference_time_ms"] == pytest.approx(
                 float(row["inference_time"]) * 1000
             )
@@ -178,7 +180,7 @@ def test_scores_equal_an_independent_recomputation(comparison):
 
 def test_the_comparison_names_the_runtime_that_stood_for_a_cortex_m(comparison):
     folder, info, _ = comparison
-    assert info["schema_version"] == 2
+    assert info["schema_version"] == 3
     assert info["micro"]["runtime"] == MICRO
     pages = [(folder / f"small_compare.{suffix}").read_text() for suffix in ("md", "html")]
     if TFLM_INSTALLED:
@@ -282,6 +284,7 @@ def test_mixed_keeps_its_layers_float_and_vela_says_what_that_costs(tmp_path):
         (["--modes", "full_integer,int4"], {}, "--modes: 'int4' is not a mode"),
         (["--modes", "qat"], {}, "qat fine-tunes the trained model"),
         (["--modes", "mixed"], {}, "mixed keeps the layers quantization.keep_float"),
+        (["--modes", "optimized"], {}, "optimized prunes and clusters the weights"),
     ],
 )
 def test_bad_modes_exit_2_before_any_work(tmp_path, capsys, arguments, sections, fragment):
@@ -373,3 +376,39 @@ def test_a_comparison_cut_short_while_publishing_is_restored(tmp_path):
     clear_debris(tmp_path, "small")
     assert (tmp_path / "small" / "compare" / "kept.txt").read_text() == "previous"
     assert not old.exists()
+
+
+def test_the_optimized_row_is_the_compressed_model_and_vela_encodes_it_smaller(
+    digits_model_weights, tmp_path
+):
+    """`optimized` is full_integer of a clustered copy (4 values per kernel, no fine-tuning
+    here): Vela's encoded weight bytes fall against the uncompressed row on every target, and
+    its .tflite holds at most 4 int8 values per output channel of the backbone's kernels."""
+    config = evaluated_digits_config(
+        tmp_path, digits_model_weights, optimize={"clusters": {"*_logits": 0, "*": 4}, "epochs": 0}
+    )
+    path = write_config(tmp_path, config)
+    assert main(["compare", str(path), "--modes", "full_integer,optimized"]) == 0
+    out = tmp_path / "out" / config["name"]
+    info = json.loads((out / f"{config['name']}_compare.json").read_text())
+    rows = _rows(info)
+    for key, plain in rows["full_integer"]["vela"].items():
+        assert (
+            rows["optimized"]["vela"][key]["encoded_weight_bytes"]
+            < 0.6 * plain["encoded_weight_bytes"]
+        )
+    (tflite,) = (out / "compare" / "optimized").glob("*.tflite")
+    interpreter = Interpreter(model_path=str(tflite))
+    interpreter.allocate_tensors()
+    convolutions = [
+        op
+        for op in interpreter._get_ops_details()
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")
+    ]
+    assert len(convolutions) == 27
+    for op in convolutions:
+        kernel = interpreter.get_tensor(op["inputs"][1])
+        axis = 3 if op["op_name"] == "DEPTHWISE_CONV_2D" else 0
+        channels = np.moveaxis(kernel, axis, 0).reshape(kernel.shape[axis], -1)
+        assert max(len(np.unique(channel)) for channel in channels) <= 4
+    assert "weights encoded" in (out / f"{config['name']}_compare.md").read_text()
