@@ -203,7 +203,7 @@ def _validate(args: argparse.Namespace) -> int:
         f"  model: {model}, heads {heads or 'named from the file'}\n"
         f"  calibration: {found} image files in {config.calibration.data}\n"
         + "".join(f"  {line}\n" for line in _check_labelled_sets(config))
-        + (f"  optimize: {describe_optimize(config.optimize)}\n" if config.optimize else "")
+        + f"  optimize: {describe_optimize(config.optimize) if config.optimize else 'off'}\n"
         + f"  targets: {targets}\n"
         f"  output: {config.output.dir / config.name}"
     )

@@ -45,14 +45,16 @@ def read_back(
     """Each compressed layer's weight tensor in `content` (found through `layers`, the .tflite
     tensor name -> Keras layer map), checked against what was promised."""
     wanted = {c.layer: c for c in compressed}
+    kernels = [
+        (op, layer)
+        for op in tflite.operators
+        if op.name in _CHANNEL_AXIS
+        and (layer := layers.get(tflite.tensors[op.outputs[0]].name)) in wanted
+    ]
+    arrays = constant_arrays(content, [op.inputs[1] for op, _ in kernels])
     found = []
-    for op in tflite.operators:
-        if op.name not in _CHANNEL_AXIS:
-            continue
-        layer = layers.get(tflite.tensors[op.outputs[0]].name)
-        if layer not in wanted:
-            continue
-        weights = constant_arrays(content, [op.inputs[1]]).get(op.inputs[1])
+    for op, layer in kernels:
+        weights = arrays.get(op.inputs[1])
         if weights is None:
             continue
         promised = wanted[layer]

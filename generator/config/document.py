@@ -97,7 +97,8 @@ class ModelDocument(_Document):
     """A trained .keras model of any architecture; it brings its own input shape and heads, so
     backbone, alpha, input_shape, output_stride and weights do not go with it."""
     backbone: Annotated[str, WithJsonSchema({"enum": list(BACKBONES)})] = "mobilenet_v1"
-    """The keras.applications MobileNet the heads sit on."""
+    """The MobileNet the heads sit on: keras.applications' V1, V2, V3, or MobileNetV4's
+    convolutional Conv-Small and Conv-Medium (built here)."""
     alpha: float = 0.25
     """Width multiplier, in (0, 4]."""
     input_shape: Annotated[
@@ -115,8 +116,9 @@ class ModelDocument(_Document):
     output_stride: Annotated[
         Any, WithJsonSchema({"anyOf": [{"const": "auto"}, {"enum": list(OUTPUT_STRIDES)}]})
     ] = "auto"
-    """The backbone's total downsampling; auto: the largest of 32, 16, 8, ... that leaves the
-    last feature map at least 3 pixels on its shorter side."""
+    """The backbone's total downsampling; auto: the largest of the kept stages' stride (32 for
+    a whole backbone), half that, ... that leaves the last feature map at least 3 pixels on its
+    shorter side."""
     depth: Annotated[
         Any,
         WithJsonSchema(
@@ -125,8 +127,9 @@ class ModelDocument(_Document):
     ] = None
     """End the backbone early: after this many stride-2 stages (1 to 5; 5 is the whole
     backbone), or after a named block, such as conv_pw_11 (mobilenet_v1), block_12
-    (mobilenet_v2) or expanded_conv_7 (mobilenet_v3_small and _large). The pooling and heads
-    follow the block kept last; every layer keeps its Keras name. Unset: the whole backbone."""
+    (mobilenet_v2 and both mobilenet_v4), or expanded_conv_7 (mobilenet_v3_small and _large).
+    The pooling and heads follow the block kept last; every layer keeps its Keras name. Unset:
+    the whole backbone."""
     heads: list[HeadDocument] | None = None
     """One or more heads, each a Dense layer of logits on the pooled features (required without
     path)."""
@@ -186,7 +189,8 @@ class OptimizeDocument(_Document):
     """Values per kernel (per layer, k-means): a number for every Conv2D, DepthwiseConv2D and
     Dense layer, or a mapping of layer-name patterns to numbers, the first match deciding
     ({"*_logits": 0, "conv_pw_1*": 32, "*": 16}); 0: not clustered. After per-channel int8
-    quantization each output channel holds at most this many values."""
+    quantization each output channel holds at most this many values. A pattern that decides no
+    layer is refused."""
     sparsity: float = 0.0
     """The fraction of each kernel's smallest weights set to 0, in [0, 1); with clusters, 0 is
     one of the values."""

@@ -425,7 +425,12 @@ def _parse_teacher(value: str | None, base: Path) -> Path | None:
     if value is None:
         return None
     path = resolve_path(base, value, "train.teacher")
-    if not path.is_file() or path.suffix != ".keras":
+    if not path.is_file():
+        raise UserError(
+            f"train.teacher: {path} not found: give a float .keras model, such as another "
+            "build's <name>.keras"
+        )
+    if path.suffix != ".keras":
         raise UserError(
             f"train.teacher: {path} is not a .keras file: give a float model saved with "
             "model.save('teacher.keras'), such as another build's <name>.keras"
@@ -436,7 +441,7 @@ def _parse_teacher(value: str | None, base: Path) -> Path | None:
 def _fraction(value: float, field: str, *, closed: bool) -> float:
     """A fraction in [0, 1] (`closed`) or [0, 1)."""
     if not (0 <= value <= 1 if closed else 0 <= value < 1):
-        raise UserError(f"{field}: {value} must be in [0, 1{']' if closed else ')'}")
+        raise UserError(f"{field}: {value} must be in [0, 1{']' if closed else ')'}, e.g. 0.5")
     return float(value)
 
 

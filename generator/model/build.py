@@ -249,6 +249,8 @@ def load_teacher(path: Path, heads: tuple[Head, ...], input_shape: tuple) -> ker
         )
     if isinstance(model.output, dict) and all(h.name in model.output for h in heads):
         outputs = [model.output[h.name] for h in heads]
+    elif isinstance(model.output, dict):
+        outputs = list(model.output.values())  # the file's order (model.outputs sorts keys)
     else:
         outputs = list(model.outputs)
         if len(outputs) != len(heads):

@@ -19,6 +19,10 @@ encoder stores a kernel in fewer bytes the fewer distinct values each output cha
   values to one integer per channel, so each output channel holds at most K int8 values
   (generator/analysis/compression.py reads them back from the .tflite).
 
+Both work on the kernel as Keras holds it, before batch normalization's per-channel scale is
+folded in: the centroids are the layer's, not each channel's (docs/optimize.md says what that
+costs).
+
 Why native Keras 3 and not `tensorflow-model-optimization`: the same reason as QAT's
 (generator/model/qat.py): tfmot needs Keras 2 and refuses Keras 3 models. The whole of what its
 clustering and pruning wrappers do for a trained model is the projection above.
@@ -26,6 +30,7 @@ clustering and pruning wrappers do for a trained model is the projection above.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +40,7 @@ import numpy as np
 from keras import ops
 
 from generator.config.schema import OptimizeConfig
+from generator.errors import UserError
 from generator.model.layers import all_layers
 
 # The layers whose `kernel` is compressed (Keras 3 names a depthwise kernel `kernel` too).
@@ -89,7 +95,10 @@ class Compression:
 
 
 def compress(model: keras.Model, config: OptimizeConfig) -> Compression:
-    """Prune and cluster `model`'s kernels in place, as `config` asks per layer."""
+    """Prune and cluster `model`'s kernels in place, as `config` asks per layer. A rule that
+    decides no layer (a misspelt pattern, another backbone's names, one an earlier pattern
+    shadows) is refused before anything changes."""
+    _check_rules(_kernel_layers(model), config)
     layers, constraints = [], {}
     for layer in _kernel_layers(model):
         clusters = config.clusters_for(layer.name)
@@ -120,6 +129,27 @@ def compress(model: keras.Model, config: OptimizeConfig) -> Compression:
             else _Constraint(None, 0, mask.astype(np.float32))
         )
     return Compression(layers, constraints)
+
+
+def _check_rules(layers: list[keras.layers.Layer], config: OptimizeConfig) -> None:
+    names = [layer.name for layer in layers]
+    deciding = {
+        next((p for p, _ in config.clusters if fnmatch.fnmatchcase(name, p)), None)
+        for name in names
+    }
+    for pattern, clusters in config.clusters:
+        if clusters and pattern not in deciding:
+            raise UserError(
+                f"optimize.clusters: {pattern!r} decides no Conv2D, DepthwiseConv2D or Dense "
+                f"layer (the first matching pattern decides): use the model's layer names, "
+                f"e.g. {', '.join(names[:3])}"
+            )
+    if config.sparsity and not any(config.sparsity_for(name) for name in names):
+        raise UserError(
+            f"optimize.sparsity_layers: {list(config.sparsity_layers)} match no Conv2D, "
+            f"DepthwiseConv2D or Dense layer: use the model's layer names, e.g. "
+            f"{', '.join(names[:3])}"
+        )
 
 
 def _kmeans(values: np.ndarray, clusters: int) -> tuple[np.ndarray, np.ndarray]:

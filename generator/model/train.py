@@ -99,10 +99,13 @@ def distillation_loss(weight: float, temperature: float) -> Callable:
         + weight * T² * KL(softmax(teacher / T) || softmax(student / T)), over every image,
 
     Hinton et al.'s (2015) form: T² keeps the teacher term's gradients at the labels' scale
-    as T changes. An image without a label learns from the teacher alone.
+    as T changes. An image without a label learns from the teacher alone. Targets of labels
+    alone (validation) get the cross-entropy alone.
     """
 
     def loss(y_true, y_pred):
+        if len(y_true.shape) == 1:  # validation batches carry the labels alone
+            return masked_sparse_crossentropy(y_true, y_pred)
         teacher = ops.cast(y_true[:, 1:], "float32") / temperature
         student = ops.cast(y_pred, "float32") / temperature
         target = ops.softmax(teacher, axis=-1)
@@ -169,9 +172,10 @@ def train_model(
     frozen phase's best epoch; the kept weights are those of the epoch with the lowest
     validation loss over both phases.
 
-    With a `teacher` (a float model with dict outputs keyed by head name), every batch, as
-    augmented, is also given to the teacher, and each head learns from its logits too
-    (`distillation_loss`, weighted by `config.distillation_weight`).
+    With a `teacher` (a float model with dict outputs keyed by head name), every training
+    batch, as augmented, is also given to the teacher, and each head learns from its logits
+    too (`distillation_loss`, weighted by `config.distillation_weight`). The validation loss,
+    early stopping and the kept epoch follow the labels alone.
     """
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
@@ -180,9 +184,8 @@ def train_model(
             layer.momentum = min(layer.momentum, BATCHNORM_MOMENTUM)
     steps = int(np.ceil(len(training.pixels) / config.batch_size))
     train_set = _dataset(training, heads, config, input_range, shuffle=True, teacher=teacher)
-    validation_set = _dataset(
-        validation, heads, config, input_range, shuffle=False, teacher=teacher
-    )
+    # Validation scores the labels alone: the kept epoch is the one that predicts them best.
+    validation_set = _dataset(validation, heads, config, input_range, shuffle=False)
     if teacher is None:
         head_loss = masked_sparse_crossentropy
     else:

@@ -301,6 +301,9 @@ def _training_info(training: TrainingOutcome, train: TrainConfig, qat: QatResult
         "frozen_epochs": training.result.frozen_epochs,
         "backbone_learning_rate": train.backbone_learning_rate,
         "mixed_precision": train.mixed_precision,
+        "teacher": None if train.teacher is None else display_path(train.teacher),
+        "distillation_weight": None if train.teacher is None else train.distillation_weight,
+        "temperature": None if train.teacher is None else train.temperature,
         **_run_info(training.result),
         "qat": None
         if qat is None

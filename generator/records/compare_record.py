@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generator import __version__
-from generator.config.schema import Config, output_stride
+from generator.config.schema import Config, describe_optimize, ending_block, output_stride
 from generator.records.files import COMPARE_SCHEMA_VERSION
 
 if TYPE_CHECKING:  # an annotation: importing it would import TensorFlow
@@ -56,8 +56,11 @@ def compare_info(
             "alpha": model.alpha,
             "input_shape": list(built.input_shape),
             "output_stride": None if model.path else output_stride(model),
+            "depth": ending_block(model),
             "heads": [head.name for head in built.heads],
         },
+        # what the `optimized` row was made with, in words (null: no optimize: section)
+        "optimize": None if config.optimize is None else describe_optimize(config.optimize),
         "images": images,
         "reference": reference,
         "host_runtime": "litert_default",

@@ -151,11 +151,13 @@ def _upgrade_build_from_4(info: dict, path: Path, fix: str) -> dict:
 
 
 def _upgrade_build_from_5(info: dict, path: Path, fix: str) -> dict:
-    """Builds before model.depth, optimize and Vela's weight bytes: whole backbones, kernels
-    as trained, the encoder's figures not read."""
-    model = info.get("model")
+    """Builds before model.depth, optimize, train.teacher and Vela's weight bytes: whole
+    backbones, kernels as trained, no teacher, the encoder's figures not read."""
+    model, training = info.get("model"), info.get("training")
     if isinstance(model, dict):
         model = {"depth": None, **model}
+    if isinstance(training, dict):
+        training = {"teacher": None, "distillation_weight": None, "temperature": None, **training}
     vela = info.get("vela")
     if isinstance(vela, dict):
         vela = {
@@ -184,6 +186,7 @@ def _upgrade_build_from_5(info: dict, path: Path, fix: str) -> dict:
         "optimize": None,
         **info,
         "model": model,
+        "training": training,
         "vela": vela,
         "boards": boards,
         "schema_version": 6,
@@ -195,7 +198,7 @@ def _upgrade_compare_from_1(info: dict, path: Path, fix: str) -> dict:
 
 
 def _upgrade_compare_from_2(info: dict, path: Path, fix: str) -> dict:
-    """Comparisons before Vela's encoded weight bytes were listed per mode and target."""
+    """Comparisons before model.depth, the optimized row and Vela's encoded weight bytes."""
     modes = info.get("modes")
     if isinstance(modes, list):
         modes = [
@@ -212,7 +215,10 @@ def _upgrade_compare_from_2(info: dict, path: Path, fix: str) -> dict:
             else row
             for row in modes
         ]
-    return {**info, "modes": modes, "schema_version": 3}
+    model = info.get("model")
+    if isinstance(model, dict):
+        model = {"depth": None, **model}
+    return {**info, "model": model, "optimize": None, "modes": modes, "schema_version": 3}
 
 
 def _upgrade_sweep_from_1(info: dict, path: Path, fix: str) -> dict:

@@ -94,7 +94,7 @@ def pretrained_text(model: dict) -> str:
 
 
 def fine_tuning_text(training: dict) -> str:
-    """The frozen epochs and the backbone's rate, in sentences, from the record."""
+    """The frozen epochs, the backbone's rate and the teacher, in sentences, from the record."""
     text = ""
     frozen = training["frozen_epochs"]
     if frozen:
@@ -110,6 +110,12 @@ def fine_tuning_text(training: dict) -> str:
         text += f" The backbone's learning rate was {rate:g} × the heads'."
     if training["mixed_precision"]:
         text += " Computed in mixed precision (float16, with float32 weights and logits)."
+    if training["teacher"]:
+        text += (
+            f" Each head learned from {training['teacher']}'s logits as well as the labels "
+            f"(teacher weight {training['distillation_weight']:g}, temperature "
+            f"{training['temperature']:g}); validation scored the labels alone."
+        )
     return text.strip()
 
 

@@ -504,6 +504,7 @@ def optimize_stage(
             train,
             epochs=optimize.epochs,
             learning_rate=optimize.learning_rate,
+            schedule="cosine",
             warmup_epochs=0,
             freeze_backbone_epochs=0,
             backbone_learning_rate=1.0,

@@ -44,6 +44,7 @@ from generator import __version__
 from generator.config.loading import apply_override, config_from_raw, read_config_file
 from generator.config.schema import MAX_NAME_LENGTH, Config
 from generator.errors import UserError, VerificationError
+from generator.records.files import BUILD_SCHEMA_VERSION
 from generator.runs.publish import clear_debris, publish_build, staged
 from generator.support.processes import die_with_parent, end_children, is_running
 from generator.support.quiet import muted, quiet_tensorflow
@@ -182,9 +183,9 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def complete(variant: Variant) -> dict | None:
-    """The published build's report, when the variant was built from the same config and
-    every file it wrote is there as it was written (a file cut short, edited or removed since
-    means the variant is built again)."""
+    """The published build's report, when the variant was built from the same config by a
+    generator writing the same record version, and every file it wrote is there as it was
+    written (a file cut short, edited or removed since means the variant is built again)."""
     folder = variant.config.output.dir / variant.name
     try:
         recorded = json.loads((folder / FINGERPRINT_FILE).read_text())
@@ -193,7 +194,9 @@ def complete(variant: Variant) -> dict | None:
         intact = all(_digest((folder / name).read_bytes()) == files[name] for name in files)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return info if intact and recorded.get("fingerprint") == variant.fingerprint else None
+    current = info.get("schema_version") == BUILD_SCHEMA_VERSION  # an older one is made again
+    same = recorded.get("fingerprint") == variant.fingerprint
+    return info if intact and current and same else None
 
 
 def _digest(content: bytes) -> str:
