@@ -6,7 +6,8 @@ import pytest
 from test_train import HEADS, MODEL, _config, _train
 
 from generator.config.schema import OptimizeConfig
-from generator.model.build import build_model
+from generator.errors import UserError
+from generator.model.build import build_model, load_teacher
 from generator.model.compress import compress
 from generator.model.train import distillation_loss, masked_sparse_crossentropy
 
@@ -161,3 +162,53 @@ def test_images_without_labels_learn_the_teachers_answers():
     answers = student.predict(data.pixels.astype("float32") / 255, verbose=0)
     for head in HEADS:
         assert np.mean(np.argmax(answers[head.name], -1) == 1) > 0.9, head.name
+
+
+def test_a_rule_that_decides_no_layer_is_refused_before_anything_changes():
+    model = build_model(MODEL, None)
+    before = model.get_weights()
+    for optimize, message in (
+        (_optimize((("block_*", 8),)), "'block_\\*' decides no Conv2D"),
+        (_optimize((("*", 8), ("conv_pw_*", 4))), "'conv_pw_\\*' decides no"),  # shadowed
+        (_optimize(0, 0.5, sparsity_layers=("expanded_*",)), "sparsity_layers: .* match no"),
+    ):
+        with pytest.raises(UserError, match=message):
+            compress(model, optimize)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+
+
+def _teacher_file(path, outputs: str):
+    image = keras.Input(MODEL.input_shape)
+    pooled = keras.layers.GlobalAveragePooling2D()(image)
+    parity = keras.layers.Dense(2, name="p")(pooled)
+    high = keras.layers.Dense(2, name="h")(pooled)
+    digit = keras.layers.Dense(10, name="d")(pooled)
+    if outputs == "named":
+        result = {"parity": parity, "digit": digit, "high": high}
+    elif outputs == "other names":
+        result = {"z_digit": digit, "a_parity": parity, "m_high": high}  # sorted: a, m, z
+    else:
+        result = [digit, parity, high]
+    keras.Model(image, result).save(path)
+    return path
+
+
+@pytest.mark.parametrize("outputs", ["named", "other names", "list"])
+def test_a_teachers_outputs_are_matched_by_name_else_in_the_files_order(tmp_path, outputs):
+    teacher = load_teacher(_teacher_file(tmp_path / "t.keras", outputs), HEADS, MODEL.input_shape)
+    layers = {head: teacher.output[head]._keras_history.operation.name for head in teacher.output}
+    assert layers == {"digit": "d", "parity": "p", "high": "h"}
+
+
+def test_a_teacher_for_other_images_or_heads_is_refused_in_one_line(tmp_path):
+    image = keras.Input((40, 40, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(image)
+    keras.Model(image, [keras.layers.Dense(10)(pooled)] * 3).save(tmp_path / "size.keras")
+    with pytest.raises(UserError, match=r"takes input \(40, 40, 1\), the model \(32, 32, 1\)"):
+        load_teacher(tmp_path / "size.keras", HEADS, MODEL.input_shape)
+    image = keras.Input(MODEL.input_shape)
+    pooled = keras.layers.GlobalAveragePooling2D()(image)
+    keras.Model(image, [keras.layers.Dense(10)(pooled)] * 3).save(tmp_path / "heads.keras")
+    with pytest.raises(UserError, match=r"output for 'parity' has shape .*the head 2 classes"):
+        load_teacher(tmp_path / "heads.keras", HEADS, MODEL.input_shape)
