@@ -1,9 +1,10 @@
-"""Build stage: a keras.applications MobileNet backbone with one logits head per config entry,
-or a trained Keras model of any architecture loaded from `model.path`.
+"""Build stage: a MobileNet backbone (keras.applications' V1 to V3, or MobileNetV4 built in
+generator/model/mobilenet_v4.py) with one logits head per config entry, or a trained Keras
+model of any architecture loaded from `model.path`.
 
-The backbone comes from `keras.applications` with `include_top=False` and global average
-pooling; every head is a Dense layer on the shared pooled features, named `<head>_logits`.
-No softmax in the model: the host applies it. Weights are random (seeded) unless
+The backbone comes without its top and with global average pooling (`model.depth` may end it
+early: `_ending_after`); every head is a Dense layer on the shared pooled features, named
+`<head>_logits`. No softmax in the model: the host applies it. Weights are random (seeded) unless
 `model.weights` names a Keras `.weights.h5` saved from this exact architecture, or
 `model.pretrained` starts the backbone from ImageNet or a file (generator/model/pretrained.py).
 
@@ -20,6 +21,10 @@ latency are Vela's estimates:
 | mobilenet_v2 | 0.25 | 260,297 | 407,664 | 6,648,486 | 146.0 | 338.4 | 1.36 | 106/106 |
 | mobilenet_v3_small | 0.25 | 101,753 | 207,960 | 2,637,609 | 64.1 | 119.8 | 0.61 | 145/145 |
 | mobilenet_v3_large | 0.25 | 256,513 | 392,000 | 6,503,139 | 109.3 | 270.0 | 1.27 | 157/157 |
+| mobilenet_v4_conv_small | 0.25 | 103,761 | 193,376 | 2,734,713 | 64.1 | 128.5 | 0.44 | 93/93 |
+| mobilenet_v4_conv_medium | 0.25 | 530,457 | 750,848 | 11,628,729 | 66.3 | 594.2 | 1.58 | 140/140 |
+
+(The MobileNetV4 rows measured 2026-12-02 with Vela 5.2; generator/model/mobilenet_v4.py.)
 """
 
 from __future__ import annotations
