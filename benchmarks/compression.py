@@ -54,7 +54,7 @@ VARIANTS = {
     "plain": None,
     "clusters_16": {"clusters": {"*_logits": 0, "*": 16}},
     "clusters_8": {"clusters": {"*_logits": 0, "*": 8}},
-    "clusters_8_sparsity_0.5": {"clusters": {"*_logits": 0, "*": 8}, "sparsity": 0.5},
+    "clusters_8_sparsity_50": {"clusters": {"*_logits": 0, "*": 8}, "sparsity": 0.5},
     "clusters_8_no_teacher": {"clusters": {"*_logits": 0, "*": 8}, "distill": False},
 }
 
