@@ -167,13 +167,13 @@ def test_a_json_of_another_schema_is_refused(demo_sized_build, tmp_path, capsys,
         (lambda folder: folder.rmdir() or folder.write_text("x"), "copy is not a folder"),
         (lambda folder: None, "holds no *_quantization_info.json or *_compare.json"),
         (
-            lambda folder: (folder / "a_compare.json").write_text('{"schema_version": 3}'),
-            "a_compare.json has schema_version 3, this generator renders schema_version 2: "
+            lambda folder: (folder / "a_compare.json").write_text('{"schema_version": 4}'),
+            "a_compare.json has schema_version 4, this generator renders schema_version 3: "
             "compare again with 'python -m generator compare'",
         ),
         (
             lambda folder: (folder / "a_compare.json").write_text('{"schema_version": 1}'),
-            "a_compare.json does not follow schema_version 2 (KeyError: 'reference')",
+            "a_compare.json does not follow schema_version 3 (KeyError: 'reference')",
         ),
         (
             lambda folder: (folder / FILES[0]).write_bytes(b"\xff{not json"),
