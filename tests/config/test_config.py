@@ -167,7 +167,7 @@ def test_override_creates_a_missing_section():
                     "distillation_weight": 1.5,
                 }
             },
-            "train.distillation_weight: 1.5 must be in .0, 1.$",
+            "train.distillation_weight: 1.5 must be in .0, 1., e.g. 0.5",
         ),
         (
             {
