@@ -22,21 +22,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import skimage
 import yaml
+from common import build, machine
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
 PHOTOS = (
     "astronaut.png",
     "camera.png",
@@ -113,31 +109,6 @@ def _config(name: str, folder: Path, epochs: int, optimize: dict | None) -> Path
     return path
 
 
-def _build(config: Path) -> dict:
-    start = time.perf_counter()
-    run = subprocess.run(
-        [sys.executable, "-m", "generator", "build", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    if run.returncode:
-        sys.exit(f"{config.name}: build failed: {run.stderr.strip().splitlines()[-1]}")
-    name = config.stem
-    info = json.loads((config.parent / "out" / name / f"{name}_quantization_info.json").read_text())
-    return {**info, "wall_seconds": time.perf_counter() - start}
-
-
-def _machine() -> str:
-    model = platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
-
-
 def _row(name: str, info: dict, plain: dict | None) -> str:
     placements = {p["memory_mode"]: p for p in info["boards"]["corstone_300"]["placements"]}
     flash, sram = placements["Shared_Sram"], placements["Sram_Only"]
@@ -171,11 +142,11 @@ def main() -> None:
         _crops(folder, "test", TEST_CROPS, seed=1)
         results = {}
         for name in args.variants:
-            results[name] = _build(_config(name, folder, args.epochs, VARIANTS[name]))
+            results[name] = build(_config(name, folder, args.epochs, VARIANTS[name]))
             print(f"built {name} in {results[name]['wall_seconds']:.0f} s", file=sys.stderr)
     plain = results.get("plain")
     print(
-        f"# {datetime.date.today()}, {_machine()}, Python {platform.python_version()}; "
+        f"# {datetime.date.today()}, {machine()}, Python {platform.python_version()}; "
         f"{len(PHOTOS)} photos, {SIDE}×{SIDE}×3, MobileNetV1 α 0.25, up to {args.epochs} "
         "epochs; Corstone-300 (U55-128) figures are Vela's, accuracy TensorFlow Lite Micro's "
         f"on {len(PHOTOS) * TEST_CROPS} test crops"

@@ -18,13 +18,12 @@ Deterministic: one run.
 from __future__ import annotations
 
 import datetime
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from common import machine
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -108,14 +107,8 @@ def main() -> None:
                     output_dir=Path(temporary) / path.stem / target.accelerator,
                 )
                 rows.append((form, target.accelerator, result))
-    machine = platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        names = [
-            line for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line
-        ]
-        machine = names[0].split(":", 1)[1].strip() if names else machine
     print(
-        f"# {datetime.date.today()}, {machine}, {os.cpu_count()} cores; Vela's figures for the "
+        f"# {datetime.date.today()}, {machine()}; Vela's figures for the "
         "demo network with random weights, kernels 50 % zeros (heads whole)"
     )
     print("| form | NPU | encoded weights B | share of none | latency ms |")

@@ -29,19 +29,15 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import json
-import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
+from common import REPO, build, machine
 
-REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "representative_data" / "digits"
 
 
@@ -94,31 +90,6 @@ def _config(
     return path
 
 
-def _build(config: Path) -> dict:
-    start = time.perf_counter()
-    run = subprocess.run(
-        [sys.executable, "-m", "generator", "build", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    if run.returncode:
-        sys.exit(f"{config.name}: build failed: {run.stderr.strip().splitlines()[-1]}")
-    name = config.stem
-    info = json.loads((config.parent / "out" / name / f"{name}_quantization_info.json").read_text())
-    return {**info, "wall_seconds": time.perf_counter() - start}
-
-
-def _machine() -> str:
-    model = platform.machine()
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
-
-
 def median_of(rows: dict[str, list[dict]], key: str) -> float:
     return statistics.median(r[key] for results in rows.values() for r in results)
 
@@ -144,7 +115,7 @@ def main() -> None:
             # Task A is evaluated on its own test digits.
             text = pretrain.read_text().replace("test_b.csv", "test_a.csv")
             pretrain.write_text(text)
-            _build(pretrain)
+            build(pretrain)
             backbone = folder / "out" / f"task_a_{seed}" / f"task_a_{seed}.keras"
             variants = {
                 "scratch": {},
@@ -156,7 +127,7 @@ def main() -> None:
             }
             for variant, extra in variants.items():
                 name = f"task_b_{variant.replace('-', '_')}_{seed}"
-                info = _build(
+                info = build(
                     _config(
                         name, folder, folder / "train_b.csv", task_b, seed, args.epochs, **extra
                     )
@@ -178,7 +149,7 @@ def main() -> None:
         f"medians over seeds {args.seeds}"
     )
     print(
-        f"# {datetime.date.today()}, {_machine()}, Python {platform.python_version()}; "
+        f"# {datetime.date.today()}, {machine()}, Python {platform.python_version()}; "
         f"{median_of(rows, 'train_images')} training and {median_of(rows, 'test_images')} test "
         "images in task B"
     )
